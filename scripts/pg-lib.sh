@@ -1,0 +1,102 @@
+# Shared by the scripts in this folder: find PostgreSQL's server binaries and run a cluster as an
+# unprivileged user (PostgreSQL refuses to run as root). Source it; it defines functions only.
+
+pg_die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+# Sets PG_BIN to the folder holding initdb and pg_ctl.
+pg_find_bin() {
+  local candidate
+  for candidate in \
+    "${PG_BIN:-}" \
+    "$(pg_config --bindir 2>/dev/null || true)" \
+    /usr/lib/postgresql/*/bin \
+    "$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")"; do
+    if [ -n "$candidate" ] && [ -x "$candidate/initdb" ] && [ -x "$candidate/pg_ctl" ]; then
+      PG_BIN=$candidate
+      return 0
+    fi
+  done
+  pg_die "PostgreSQL server binaries (initdb, pg_ctl) not found.
+  On Debian/Ubuntu: sudo apt-get install postgresql   (or postgresql-15)
+  Elsewhere, set PG_BIN to the folder that holds initdb and pg_ctl."
+}
+
+# Sets PG_USER: who runs the server. Ourselves, unless we are root; then PG_RUN_AS, the
+# `postgres` account the Debian packages create, or `nobody`.
+pg_pick_user() {
+  if [ "$(id -u)" -ne 0 ]; then
+    PG_USER=$(id -un)
+  elif [ -n "${PG_RUN_AS:-}" ]; then
+    PG_USER=$PG_RUN_AS
+  elif id postgres >/dev/null 2>&1; then
+    PG_USER=postgres
+  else
+    PG_USER=nobody
+  fi
+}
+
+# Runs a command as PG_USER.
+pg_as_user() {
+  if [ "$(id -u)" -eq 0 ] && [ "$PG_USER" != root ]; then
+    if command -v runuser >/dev/null 2>&1; then
+      runuser -u "$PG_USER" -- "$@"
+    else
+      su -s /bin/sh "$PG_USER" -c "$(printf '%q ' "$@")"
+    fi
+  else
+    "$@"
+  fi
+}
+
+# Creates the folder $1 for a cluster owned by PG_USER, or fails saying why PG_USER can't reach it.
+pg_prepare_dir() {
+  local dir=$1
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown "$PG_USER" "$dir"
+  fi
+  chmod 700 "$dir"
+  pg_as_user test -w "$dir" ||
+    pg_die "$PG_USER cannot write to $dir (a parent folder is closed to it, as /root is).
+  Clone the project somewhere $PG_USER can reach, or set PG_RUN_AS to another account."
+}
+
+# initdb $1 with a superuser $2 whose password is $3, reachable over TCP on loopback only.
+pg_init_cluster() {
+  local dir=$1 user=$2 password=$3 pwfile
+  pwfile=$(mktemp)
+  printf '%s\n' "$password" >"$pwfile"
+  chmod 644 "$pwfile"
+  pg_as_user "$PG_BIN/initdb" --pgdata="$dir" --username="$user" --pwfile="$pwfile" \
+    --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 || {
+    rm -f "$pwfile"
+    cat "$dir.initdb.log" >&2
+    pg_die "initdb failed in $dir"
+  }
+  rm -f "$pwfile" "$dir.initdb.log"
+}
+
+# Starts the cluster in $1 on 127.0.0.1:$2, logging to $1/server.log, and waits until it accepts
+# connections. No Unix socket: its default folder is not writable by ordinary users.
+pg_start_cluster() {
+  local dir=$1 port=$2
+  pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --log="$dir/server.log" --wait --timeout=60 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
+    start >/dev/null || {
+    tail -n 20 "$dir/server.log" >&2 || true
+    pg_die "PostgreSQL did not start from $dir on port $port (log: $dir/server.log)"
+  }
+}
+
+pg_stop_cluster() {
+  local dir=$1 mode=${2:-fast}
+  pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --mode="$mode" --wait stop >/dev/null 2>&1
+}
+
+# Succeeds when something accepts TCP connections on 127.0.0.1:$1.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}

@@ -1,0 +1,59 @@
+//! Where configuration comes from: `Rocket.toml` and `ROCKET_*` variables, as in any Rocket
+//! service, with `DATABASE_URL` on top because it is the variable the diesel CLI, `.env` and
+//! docker-compose already agree on.
+
+use rocket::figment::Figment;
+
+/// Name of the database in Rocket's `databases` table; `Rocket.toml` configures
+/// `[default.databases.students]`.
+pub const DATABASE: &str = "students";
+
+/// The configuration the binary runs with.
+pub fn figment() -> Figment {
+    with_database_url(
+        rocket::Config::figment(),
+        std::env::var("DATABASE_URL").ok(),
+    )
+}
+
+/// `figment` with the pool's URL replaced by `database_url` when there is one.
+pub fn with_database_url(figment: Figment, database_url: Option<String>) -> Figment {
+    match database_url {
+        Some(url) => figment.merge((format!("databases.{DATABASE}.url"), url)),
+        None => figment,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocket::figment::providers::{Format, Toml};
+
+    fn shipped_rocket_toml() -> Figment {
+        Figment::from(Toml::file(concat!(env!("CARGO_MANIFEST_DIR"), "/Rocket.toml")).nested())
+    }
+
+    fn pool_url(figment: &Figment) -> String {
+        figment
+            .extract_inner(&format!("databases.{DATABASE}.url"))
+            .expect("a database url is configured")
+    }
+
+    #[test]
+    fn database_url_from_the_environment_wins_over_rocket_toml() {
+        let url = "postgres://someone:secret@db.example:5432/elsewhere".to_owned();
+        let figment = with_database_url(shipped_rocket_toml(), Some(url.clone()));
+        assert_eq!(pool_url(&figment), url);
+    }
+
+    #[test]
+    fn without_database_url_rocket_toml_points_at_the_compose_database_on_port_5439() {
+        let figment = with_database_url(shipped_rocket_toml(), None);
+        assert_eq!(
+            pool_url(&figment),
+            "postgres://user1:password1@127.0.0.1:5439/database1"
+        );
+        let port: u16 = figment.extract_inner("port").expect("a port is configured");
+        assert_eq!(port, 8089);
+    }
+}

@@ -1,0 +1,3 @@
+//! HTTP routes, one module per resource, each exporting `routes()`.
+
+pub mod students;

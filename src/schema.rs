@@ -1,0 +1,10 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    student (id) {
+        id -> Int4,
+        first_name -> Text,
+        last_name -> Text,
+        major -> Text,
+    }
+}

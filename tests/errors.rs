@@ -1,0 +1,67 @@
+//! Every error leaves as JSON `{"detail": ...}`, never as Rocket's HTML page, and never with
+//! the server-side cause in it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{POOL_TIMEOUT_SECS, TestDb, client};
+use diesel::RunQueryDsl;
+use rocket::http::{ContentType, Status};
+use serde_json::{Value, json};
+
+#[test]
+fn an_unknown_route_answers_json_404() {
+    let db = TestDb::new();
+    let client = client(&db);
+
+    let response = client.get("/no/such/route").dispatch();
+
+    assert_eq!(response.status(), Status::NotFound);
+    assert_eq!(response.content_type(), Some(ContentType::JSON));
+    assert_eq!(
+        response.into_json::<Value>().unwrap(),
+        json!({"detail": "Not Found"})
+    );
+}
+
+#[test]
+fn an_unreachable_database_answers_503_json_within_the_pool_timeout() {
+    let db = TestDb::new();
+    let client = client(&db);
+    db.refuse_connections();
+
+    let started = Instant::now();
+    let response = client.get("/students").dispatch();
+    let elapsed = started.elapsed();
+
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    assert_eq!(response.content_type(), Some(ContentType::JSON));
+    assert_eq!(response.headers().get_one("Retry-After"), Some("1"));
+    let body: Value = response.into_json().unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("retry"), "{body}");
+    // The pool timeout plus slack for a loaded machine: the point is a bound, not a hang.
+    assert!(
+        elapsed < Duration::from_secs(POOL_TIMEOUT_SECS + 3),
+        "took {elapsed:?}"
+    );
+}
+
+#[test]
+fn an_unexpected_database_error_answers_an_opaque_json_500() {
+    let db = TestDb::new();
+    let client = client(&db);
+    diesel::sql_query("DROP TABLE student")
+        .execute(&mut db.connect())
+        .unwrap();
+
+    let response = client.get("/students").dispatch();
+
+    assert_eq!(response.status(), Status::InternalServerError);
+    assert_eq!(response.content_type(), Some(ContentType::JSON));
+    assert_eq!(
+        response.into_json::<Value>().unwrap(),
+        json!({"detail": "Internal Server Error"}),
+        "the cause stays in the log"
+    );
+}
