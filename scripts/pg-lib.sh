@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts in this folder: find PostgreSQL's server binaries and run a cluster as an
 # unprivileged user (PostgreSQL refuses to run as root). Source it; it defines functions only.
 

@@ -29,13 +29,11 @@ pub fn stage() -> AdHoc {
 
 /// [`stage`] with another set of migrations, for tests that need a migration to fail.
 pub fn stage_with(migrations: EmbeddedMigrations) -> AdHoc {
-    AdHoc::on_ignite("Database", move |rocket| async move {
-        // Ignite fairings run in the order they are attached: migrate first, then open the pool.
-        rocket
-            .attach(AdHoc::try_on_ignite("Startup migrations", move |rocket| {
-                migrate_at_ignition(rocket, migrations)
-            }))
-            .attach(Db::fairing())
+    // The pool is attached only once migrations succeeded: a failed start then reports one
+    // cause, instead of also waiting out the pool's timeout against a database known to be bad.
+    AdHoc::try_on_ignite("Startup migrations", move |rocket| async move {
+        let rocket = migrate_at_ignition(rocket, migrations).await?;
+        Ok(rocket.attach(Db::fairing()))
     })
 }
 
