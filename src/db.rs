@@ -3,23 +3,34 @@
 
 use std::error::Error as StdError;
 
+use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use rocket::fairing::AdHoc;
 use rocket::serde::Deserialize;
 use rocket::{Build, Rocket};
-use rocket_sync_db_pools::database;
+use rocket_sync_db_pools::{ConnectionPool, database};
 
 use crate::config::DATABASE;
+use crate::error::ApiError;
 
 /// Every folder under `migrations/`, compiled in; `build.rs` makes cargo rebuild when one changes.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// A pooled `PgConnection`, handed to handlers as a request guard. When no connection can be had
-/// within the pool's `timeout`, the guard fails with 503 and the JSON catcher answers.
+/// A pooled `PgConnection`. Handlers get one through [`connect`]; used as a request guard it fails
+/// with 503 when no connection comes within the pool's `timeout`, and the JSON catcher answers.
 #[database("students")]
 pub struct Db(PgConnection);
+
+/// A pooled connection, asked for only once a request has been validated, so that bad input and
+/// slow uploads never hold one. Fails with a 503 when none comes within the pool timeout.
+pub async fn connect(pool: &Pool) -> Result<Db, ApiError> {
+    pool.get().await.map(Db).ok_or(ApiError::NoConnection)
+}
+
+/// The pool as Rocket manages it; handlers take it as `&State<Pool>`.
+pub type Pool = ConnectionPool<Db, PgConnection>;
 
 /// The pool and the startup migrations, attached together so no handler can run before the
 /// schema it queries exists.
@@ -145,4 +156,37 @@ pub fn run_pending_migrations(
         applied.push(name);
     }
     Ok(applied)
+}
+
+#[derive(QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// Names of the embedded migrations the database has not applied, oldest first. Reads diesel's
+/// bookkeeping table without creating it (the harness's own listing would), so a readiness probe
+/// never writes.
+pub fn pending_migrations(conn: &mut PgConnection) -> QueryResult<Vec<String>> {
+    let bookkeeping_exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "to_regclass('__diesel_schema_migrations') IS NOT NULL",
+    ))
+    .get_result(conn)?;
+    let applied: Vec<String> = if bookkeeping_exists {
+        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
+            .load::<AppliedVersion>(conn)?
+            .into_iter()
+            .map(|row| row.version)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let embedded = MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .map_err(diesel::result::Error::QueryBuilderError)?;
+    Ok(embedded
+        .iter()
+        .map(|migration| migration.name())
+        .filter(|name| !applied.contains(&name.version().to_string()))
+        .map(|name| name.to_string())
+        .collect())
 }

@@ -1,85 +1,108 @@
 //! The one error envelope of the HTTP boundary. Every failure, from a handler or from Rocket
-//! itself (unknown route, failed request guard), leaves as `{"detail": ...}` JSON, the shape
-//! FastAPI clients already parse; the cause of a server-side failure goes to the log only.
+//! itself (unknown route, failed request guard), leaves as JSON in the shapes FastAPI clients
+//! already parse: `{"detail": "message"}`, or for invalid input
+//! `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`. The cause of a server-side
+//! failure goes to the log only.
 
 use std::error::Error as StdError;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use rocket::http::{Header, Status};
-use rocket::response::{self, Responder};
+use rocket::http::{Header, Method, Status};
+use rocket::response::{self, Responder, Response};
 use rocket::serde::Serialize;
 use rocket::serde::json::Json;
 use rocket::{Catcher, Request, catch, catchers};
+use utoipa::ToSchema;
+
+use crate::validation::{FieldError, MAX_BODY_BYTES};
 
 /// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_SECS: &str = "1";
+pub const RETRY_AFTER_SECS: u32 = 1;
 
-/// An error answer: a status and the message the client sees.
-#[derive(Debug)]
-pub struct ErrorResponse {
-    status: Status,
-    detail: String,
-}
+const NO_CONNECTION: &str = "The database is unavailable or busy; retry shortly";
 
-#[derive(Serialize)]
+/// The body of every error that is not about input: `{"detail": "Not Found"}`.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(crate = "rocket::serde")]
-struct Body<'a> {
-    detail: &'a str,
+pub struct HttpError {
+    #[schema(example = "Student not found")]
+    pub detail: String,
 }
 
-impl ErrorResponse {
-    pub fn new(status: Status, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            detail: detail.into(),
-        }
-    }
-
-    /// The status's own reason phrase as the message, e.g. `Not Found`.
-    pub fn plain(status: Status) -> Self {
-        Self::new(status, status.reason_lossy())
-    }
+/// The body of every error about input: one entry per offending field.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(crate = "rocket::serde")]
+pub struct HttpValidationError {
+    pub detail: Vec<FieldError>,
 }
 
-impl<'r> Responder<'r, 'static> for ErrorResponse {
-    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let mut response = response::Response::build_from(
-            Json(Body {
-                detail: &self.detail,
-            })
-            .respond_to(request)?,
-        )
-        .status(self.status)
-        .finalize();
-        if self.status == Status::ServiceUnavailable {
-            response.set_header(Header::new("Retry-After", RETRY_AFTER_SECS));
-        }
-        Ok(response)
-    }
-}
-
-/// What a handler can fail with.
+/// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("not found")]
-    NotFound,
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// Well-formed input that breaks a rule: 422.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// A body that is not JSON at all: 400.
+    #[error("malformed body")]
+    BadRequest(Vec<FieldError>),
+    #[error("request body larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    #[error("request body is not application/json")]
+    UnsupportedMediaType,
+    /// No pooled connection came within the pool timeout: the database is down or every
+    /// connection is busy.
+    #[error("no database connection available")]
+    NoConnection,
     /// The database went away under a request; the pool replaces the connection, so retrying
     /// shortly is the right response.
     #[error("database unavailable")]
     Unavailable(#[source] DieselError),
+    /// Up, but not ready to serve: the message says why.
+    #[error("{0}")]
+    NotReady(String),
     #[error("unexpected database error")]
     Internal(#[source] DieselError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> Status {
+        match self {
+            ApiError::NotFound(_) => Status::NotFound,
+            ApiError::Invalid(_) => Status::UnprocessableEntity,
+            ApiError::BadRequest(_) => Status::BadRequest,
+            ApiError::PayloadTooLarge => Status::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => Status::UnsupportedMediaType,
+            ApiError::NoConnection | ApiError::Unavailable(_) | ApiError::NotReady(_) => {
+                Status::ServiceUnavailable
+            }
+            ApiError::Internal(_) => Status::InternalServerError,
+        }
+    }
 }
 
 impl From<DieselError> for ApiError {
     fn from(err: DieselError) -> Self {
         match err {
-            DieselError::NotFound => ApiError::NotFound,
+            DieselError::NotFound => ApiError::NotFound("Student not found"),
             DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             )
             | DieselError::BrokenTransactionManager => ApiError::Unavailable(err),
+            // Input is validated before it reaches the database with the same rules as the CHECK
+            // constraints, so reaching this means the two disagree: still the client's input,
+            // and still no 500.
+            DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, ref info) => {
+                log::warn!("a CHECK constraint caught input that validation let through: {err}");
+                let constraint = info.constraint_name().unwrap_or("a check constraint");
+                ApiError::Invalid(vec![FieldError {
+                    loc: vec!["body".into()],
+                    msg: format!("The input violates {constraint}"),
+                    kind: "value_error".into(),
+                }])
+            }
             other => ApiError::Internal(other),
         }
     }
@@ -87,22 +110,57 @@ impl From<DieselError> for ApiError {
 
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let answer = match &self {
-            ApiError::NotFound => ErrorResponse::plain(Status::NotFound),
+        let status = self.status();
+        match self {
+            ApiError::Invalid(detail) | ApiError::BadRequest(detail) => {
+                json(status, HttpValidationError { detail }, request)
+            }
             ApiError::Unavailable(_) => {
                 log::warn!("{} {}: {}", request.method(), request.uri(), chain(&self));
-                ErrorResponse::new(
-                    Status::ServiceUnavailable,
-                    "The database is unavailable; retry shortly",
-                )
+                unavailable("The database is unavailable; retry shortly", request)
             }
+            // The pool has already logged why it had no connection to give.
+            ApiError::NoConnection => unavailable(NO_CONNECTION, request),
+            ApiError::NotReady(detail) => unavailable(&detail, request),
             ApiError::Internal(_) => {
                 log::error!("{} {}: {}", request.method(), request.uri(), chain(&self));
-                ErrorResponse::plain(Status::InternalServerError)
+                message(status, status.reason_lossy(), request)
             }
-        };
-        answer.respond_to(request)
+            ApiError::PayloadTooLarge => message(
+                status,
+                &format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
+                request,
+            ),
+            ApiError::UnsupportedMediaType => message(
+                status,
+                "The request body must be JSON, sent with Content-Type: application/json",
+                request,
+            ),
+            ApiError::NotFound(detail) => message(status, detail, request),
+        }
     }
+}
+
+fn json<T: Serialize>(status: Status, body: T, request: &Request<'_>) -> response::Result<'static> {
+    Response::build_from(Json(body).respond_to(request)?)
+        .status(status)
+        .ok()
+}
+
+fn message(status: Status, detail: &str, request: &Request<'_>) -> response::Result<'static> {
+    json(
+        status,
+        HttpError {
+            detail: detail.to_owned(),
+        },
+        request,
+    )
+}
+
+fn unavailable(detail: &str, request: &Request<'_>) -> response::Result<'static> {
+    let mut response = message(Status::ServiceUnavailable, detail, request)?;
+    response.set_header(Header::new("Retry-After", RETRY_AFTER_SECS.to_string()));
+    Ok(response)
 }
 
 /// `err` and every error beneath it, outermost first, for the log.
@@ -117,21 +175,83 @@ fn chain(err: &dyn StdError) -> String {
     text
 }
 
-/// Failures Rocket answers itself: no route matched (404), a request guard failed (the pool's
-/// guard fails with 503 when no connection comes within the pool timeout), a handler panicked.
+/// Failures Rocket answers itself: no route matched (404, or 405 when the path exists with other
+/// methods), a request guard failed (the pool's guard fails with 503 when no connection comes
+/// within the pool timeout), a handler panicked (500).
 pub fn catchers() -> Vec<Catcher> {
-    catchers![service_unavailable, any_status]
+    catchers![not_found, service_unavailable, any_status]
 }
 
-#[catch(503)]
-fn service_unavailable() -> ErrorResponse {
-    ErrorResponse::new(
-        Status::ServiceUnavailable,
-        "The database is unavailable or busy; retry shortly",
+/// A JSON error answer produced by a catcher.
+pub struct Caught(response::Result<'static>);
+
+impl<'r> Responder<'r, 'static> for Caught {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        self.0
+    }
+}
+
+#[catch(404)]
+fn not_found(request: &Request<'_>) -> Caught {
+    let allowed = allowed_methods(request);
+    if allowed.is_empty() {
+        return Caught(message(Status::NotFound, "Not Found", request));
+    }
+    let allow = allowed
+        .iter()
+        .map(|method| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Caught(
+        message(Status::MethodNotAllowed, "Method Not Allowed", request).map(|mut response| {
+            response.set_header(Header::new("Allow", allow));
+            response
+        }),
     )
 }
 
+#[catch(503)]
+fn service_unavailable(request: &Request<'_>) -> Caught {
+    Caught(unavailable(NO_CONNECTION, request))
+}
+
 #[catch(default)]
-fn any_status(status: Status, _request: &Request<'_>) -> ErrorResponse {
-    ErrorResponse::plain(status)
+fn any_status(status: Status, request: &Request<'_>) -> Caught {
+    Caught(message(status, status.reason_lossy(), request))
+}
+
+/// The methods of the mounted routes whose path matches the request's, sorted, with HEAD wherever
+/// GET is (Rocket answers HEAD from GET routes).
+fn allowed_methods(request: &Request<'_>) -> Vec<Method> {
+    let path: Vec<&str> = segments(request.uri().path().as_str());
+    let mut methods: Vec<Method> = request
+        .rocket()
+        .routes()
+        .filter(|route| route_path_matches(&segments(route.uri.path()), &path))
+        .map(|route| route.method)
+        .collect();
+    if methods.contains(&Method::Get) {
+        methods.push(Method::Head);
+    }
+    methods.sort_by_key(|method| method.as_str());
+    methods.dedup();
+    methods
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect()
+}
+
+fn route_path_matches(route: &[&str], path: &[&str]) -> bool {
+    match (route.first(), path.first()) {
+        (Some(segment), _) if segment.starts_with('<') && segment.ends_with("..>") => true,
+        (Some(segment), Some(actual)) => {
+            (segment.starts_with('<') || segment == actual)
+                && route_path_matches(&route[1..], &path[1..])
+        }
+        (None, None) => true,
+        _ => false,
+    }
 }

@@ -8,17 +8,21 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod models;
+pub mod openapi;
 pub mod routes;
 pub mod schema;
+pub mod validation;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
-/// The service, ready to ignite: migrations and the pool as one stage, then routes and the JSON
-/// error catchers.
+/// The service, ready to ignite: migrations and the pool as one stage, then the routes, the
+/// OpenAPI document with Swagger UI, and the JSON error catchers.
 pub fn build(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(db::stage())
         .mount("/", routes::students::routes())
+        .mount("/", routes::health::routes())
+        .mount("/", openapi::routes())
         .register("/", error::catchers())
 }

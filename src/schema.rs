@@ -6,5 +6,7 @@ diesel::table! {
         first_name -> Text,
         last_name -> Text,
         major -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }

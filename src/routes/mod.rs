@@ -1,3 +1,4 @@
 //! HTTP routes, one module per resource, each exporting `routes()`.
 
+pub mod health;
 pub mod students;

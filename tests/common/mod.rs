@@ -213,3 +213,42 @@ pub fn applied_versions(conn: &mut PgConnection) -> Vec<String> {
         .map(|row| row.version)
         .collect()
 }
+
+/// Reverts migrations, newest first, up to and including the one whose name ends with `suffix`.
+pub fn revert_through(conn: &mut PgConnection, suffix: &str) {
+    use diesel::migration::MigrationSource;
+    use diesel::pg::Pg;
+    use diesel_migrations::MigrationHarness;
+    use students_api::db::MIGRATIONS;
+
+    let target = MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .expect("embedded migrations")
+        .iter()
+        .find(|migration| migration.name().to_string().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no migration named *{suffix}"))
+        .name()
+        .version()
+        .as_owned();
+    loop {
+        let reverted = conn.revert_last_migration(MIGRATIONS).expect("revert");
+        if reverted == target {
+            return;
+        }
+    }
+}
+
+/// A digest of every row of `student`: equal before and after means nothing was written.
+pub fn students_fingerprint(conn: &mut PgConnection) -> String {
+    #[derive(QueryableByName)]
+    struct Digest {
+        #[diesel(sql_type = Text)]
+        digest: String,
+    }
+    sql_query(
+        "SELECT count(*) || ':' || coalesce(md5(string_agg(s::text, ',' ORDER BY id)), '') \
+         AS digest FROM student s",
+    )
+    .get_result::<Digest>(conn)
+    .expect("read student")
+    .digest
+}

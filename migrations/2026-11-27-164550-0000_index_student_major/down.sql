@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY student_major_idx;

@@ -1,0 +1,37 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and the routes that serve
+//! it at `/openapi.json` with Swagger UI at `/docs` (its files are compiled in: no network).
+
+use rocket::Route;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::routes::{health, students};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Students API",
+        description = "Students stored in PostgreSQL, whose schema evolves by versioned, reversible migrations.",
+    ),
+    paths(
+        students::list,
+        students::get_one,
+        students::create,
+        students::replace,
+        students::update,
+        students::remove,
+        health::health,
+        health::ready,
+    ),
+    tags(
+        (name = "students", description = "The student resource"),
+        (name = "health", description = "Liveness and readiness probes"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn routes() -> Vec<Route> {
+    SwaggerUi::new("/docs/<_..>")
+        .url("/openapi.json", ApiDoc::openapi())
+        .into()
+}

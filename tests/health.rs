@@ -1,0 +1,92 @@
+//! `/health` (liveness) and `/ready` (readiness).
+
+mod common;
+
+use common::{TestDb, client, figment};
+use rocket::http::Status;
+use rocket::local::blocking::Client;
+use serde_json::{Value, json};
+
+#[test]
+fn health_answers_200_without_touching_the_database() {
+    let db = TestDb::new();
+    let client = client(&db);
+    db.refuse_connections();
+
+    let response = client.get("/health").dispatch();
+
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(
+        response.into_json::<Value>().unwrap(),
+        json!({"status": "ok"})
+    );
+}
+
+#[test]
+fn ready_answers_200_when_the_database_answers_and_nothing_is_pending() {
+    let db = TestDb::new();
+    let client = client(&db);
+
+    let response = client.get("/ready").dispatch();
+
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(
+        response.into_json::<Value>().unwrap(),
+        json!({"status": "ready"})
+    );
+}
+
+#[test]
+fn ready_answers_503_naming_the_pending_migrations() {
+    let db = TestDb::new();
+    let client = client(&db);
+    common::revert_through(&mut db.connect(), "_validate_student_checks");
+
+    let response = client.get("/ready").dispatch();
+
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    assert_eq!(response.headers().get_one("Retry-After"), Some("1"));
+    let detail = response.into_json::<Value>().unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(detail.starts_with("Migrations pending: "), "{detail}");
+    assert!(detail.contains("_validate_student_checks"), "{detail}");
+    assert!(detail.contains("_index_student_major"), "{detail}");
+    assert!(!detail.contains("_create_student"), "{detail}");
+}
+
+#[test]
+fn ready_answers_503_when_the_service_was_started_without_migrating() {
+    let db = TestDb::new();
+    let rocket = students_api::build(figment(&db).merge(("migrate_on_start", false)));
+    let client = Client::tracked(rocket).unwrap();
+
+    let response = client.get("/ready").dispatch();
+
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    let body: Value = response.into_json().unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("_diesel_initial_setup"),
+        "{body}"
+    );
+}
+
+#[test]
+fn ready_answers_503_when_the_database_is_unreachable() {
+    let db = TestDb::new();
+    let client = client(&db);
+    db.refuse_connections();
+
+    let response = client.get("/ready").dispatch();
+
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    let body: Value = response.into_json().unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+}

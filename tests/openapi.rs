@@ -1,0 +1,94 @@
+//! `/openapi.json` describes every route the service mounts, and `/docs` serves Swagger UI from
+//! the binary itself.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{TestDb, client};
+use rocket::http::{ContentType, Status};
+use serde_json::Value;
+
+/// Routes that serve the documentation itself rather than the API.
+fn is_documentation(path: &str) -> bool {
+    path == "/openapi.json" || path.starts_with("/docs")
+}
+
+#[test]
+fn the_openapi_document_lists_every_mounted_route_and_nothing_else() {
+    let db = TestDb::new();
+    let client = client(&db);
+
+    let document: Value = client.get("/openapi.json").dispatch().into_json().unwrap();
+
+    assert_eq!(document["openapi"], "3.1.0");
+    let documented: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let mounted: BTreeSet<(String, String)> = client
+        .rocket()
+        .routes()
+        .map(|route| {
+            // Rocket writes `<id>` where OpenAPI writes `{id}`.
+            let path = route.uri.path().replace('<', "{").replace('>', "}");
+            (route.method.as_str().to_owned(), path)
+        })
+        .filter(|(_, path)| !is_documentation(path))
+        .collect();
+    assert_eq!(documented, mounted);
+}
+
+#[test]
+fn every_operation_documents_its_error_responses() {
+    let db = TestDb::new();
+    let client = client(&db);
+    let document: Value = client.get("/openapi.json").dispatch().into_json().unwrap();
+
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let touches_database = path != "/health";
+            if touches_database {
+                assert!(responses.contains_key("503"), "{method} {path}");
+            }
+            if path.contains("{id}") {
+                assert!(responses.contains_key("404"), "{method} {path}");
+                assert!(responses.contains_key("422"), "{method} {path}");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn swagger_ui_is_served_from_the_binary_at_docs() {
+    let db = TestDb::new();
+    let client = client(&db);
+
+    let redirect = client.get("/docs").dispatch();
+    assert!(redirect.status().class().is_redirection());
+
+    let page = client.get("/docs/").dispatch();
+    assert_eq!(page.status(), Status::Ok);
+    assert_eq!(page.content_type(), Some(ContentType::HTML));
+    assert!(page.into_string().unwrap().contains("swagger-ui"));
+
+    let initializer = client.get("/docs/swagger-initializer.js").dispatch();
+    assert!(initializer.into_string().unwrap().contains("/openapi.json"));
+    let bundle = client.get("/docs/swagger-ui-bundle.js").dispatch();
+    assert_eq!(bundle.status(), Status::Ok);
+    assert!(bundle.into_bytes().unwrap().len() > 100_000);
+}
