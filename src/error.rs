@@ -179,7 +179,7 @@ fn chain(err: &dyn StdError) -> String {
 /// methods), a request guard failed (the pool's guard fails with 503 when no connection comes
 /// within the pool timeout), a handler panicked (500).
 pub fn catchers() -> Vec<Catcher> {
-    catchers![not_found, service_unavailable, any_status]
+    catchers![bad_request, not_found, service_unavailable, any_status]
 }
 
 /// A JSON error answer produced by a catcher.
@@ -193,11 +193,15 @@ impl<'r> Responder<'r, 'static> for Caught {
 
 #[catch(404)]
 fn not_found(request: &Request<'_>) -> Caught {
-    let allowed = allowed_methods(request);
-    if allowed.is_empty() {
-        return Caught(message(Status::NotFound, "Not Found", request));
+    if allowed_methods(request).is_empty() {
+        Caught(message(Status::NotFound, "Not Found", request))
+    } else {
+        method_not_allowed(request)
     }
-    let allow = allowed
+}
+
+fn method_not_allowed(request: &Request<'_>) -> Caught {
+    let allow = allowed_methods(request)
         .iter()
         .map(|method| method.as_str())
         .collect::<Vec<_>>()
@@ -208,6 +212,17 @@ fn not_found(request: &Request<'_>) -> Caught {
             response
         }),
     )
+}
+
+/// Rocket cannot represent a method it does not know (`QUERY`, say): it hands such a request to
+/// this catcher as a GET that never went through routing. On a path that has routes, that is a
+/// method this service does not allow, so it gets the same 405 as any other.
+#[catch(400)]
+fn bad_request(request: &Request<'_>) -> Caught {
+    if request.route().is_none() && !allowed_methods(request).is_empty() {
+        return method_not_allowed(request);
+    }
+    Caught(message(Status::BadRequest, "Bad Request", request))
 }
 
 #[catch(503)]

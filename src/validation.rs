@@ -280,59 +280,91 @@ fn parse_i32(raw: &str) -> Result<i32, (String, &'static str)> {
     }
 }
 
-/// The query of `GET /students`, with every problem in it reported at once.
+/// The query of `GET /students`, with every problem in it reported at once. Each parameter
+/// comes with every value it was given; more than one is an error.
 pub fn page_request(
-    major: Option<&str>,
-    after_id: Option<&str>,
-    limit: Option<&str>,
+    major: &[&str],
+    after_id: &[&str],
+    limit: &[&str],
 ) -> Result<PageRequest, ApiError> {
     let mut errors = Vec::new();
-    if major.is_some_and(|major| major.contains('\0')) {
-        errors.push(FieldError::new(
-            "query",
-            "major",
-            "String should not contain NUL characters",
-            "string_pattern_mismatch",
-        ));
-    }
-    let after_id = after_id.and_then(|raw| {
-        parse_i32(raw)
-            .map_err(|(msg, kind)| errors.push(FieldError::new("query", "after_id", msg, kind)))
-            .ok()
-    });
-    let limit = match limit.map(parse_i32) {
-        None => Some(DEFAULT_PAGE_LIMIT),
-        Some(Ok(limit)) if i64::from(limit) < 1 => {
+    let mut single = |name: &str, values: &[&str]| match values {
+        [] => Ok(None),
+        [value] => Ok(Some(value.to_string())),
+        _ => {
             errors.push(FieldError::new(
                 "query",
-                "limit",
-                "Input should be greater than or equal to 1",
-                "greater_than_equal",
+                name,
+                "Give this parameter at most once",
+                "too_many_values",
             ));
-            None
-        }
-        Some(Ok(limit)) if i64::from(limit) > MAX_PAGE_LIMIT => {
-            errors.push(FieldError::new(
-                "query",
-                "limit",
-                format!("Input should be less than or equal to {MAX_PAGE_LIMIT}"),
-                "less_than_equal",
-            ));
-            None
-        }
-        Some(Ok(limit)) => Some(i64::from(limit)),
-        Some(Err((msg, kind))) => {
-            errors.push(FieldError::new("query", "limit", msg, kind));
-            None
+            Err(())
         }
     };
-    match limit {
-        Some(limit) if errors.is_empty() => Ok(PageRequest {
-            major: major.map(str::to_owned),
+    let major = single("major", major);
+    let after_id = single("after_id", after_id);
+    let limit = single("limit", limit);
+
+    let major = major.ok().flatten().and_then(|major| {
+        if major.contains('\0') {
+            errors.push(FieldError::new(
+                "query",
+                "major",
+                "String should not contain NUL characters",
+                "string_pattern_mismatch",
+            ));
+            None
+        } else {
+            Some(major)
+        }
+    });
+    let after_id = match after_id {
+        Ok(Some(raw)) => match parse_i32(&raw) {
+            Ok(id) => Some(id),
+            Err((msg, kind)) => {
+                errors.push(FieldError::new("query", "after_id", msg, kind));
+                None
+            }
+        },
+        _ => None,
+    };
+    let limit = match limit {
+        Ok(None) => DEFAULT_PAGE_LIMIT,
+        Ok(Some(raw)) => match parse_i32(&raw).map(i64::from) {
+            Ok(limit) if limit < 1 => {
+                errors.push(FieldError::new(
+                    "query",
+                    "limit",
+                    "Input should be greater than or equal to 1",
+                    "greater_than_equal",
+                ));
+                DEFAULT_PAGE_LIMIT
+            }
+            Ok(limit) if limit > MAX_PAGE_LIMIT => {
+                errors.push(FieldError::new(
+                    "query",
+                    "limit",
+                    format!("Input should be less than or equal to {MAX_PAGE_LIMIT}"),
+                    "less_than_equal",
+                ));
+                DEFAULT_PAGE_LIMIT
+            }
+            Ok(limit) => limit,
+            Err((msg, kind)) => {
+                errors.push(FieldError::new("query", "limit", msg, kind));
+                DEFAULT_PAGE_LIMIT
+            }
+        },
+        Err(()) => DEFAULT_PAGE_LIMIT,
+    };
+    if errors.is_empty() {
+        Ok(PageRequest {
+            major,
             after_id,
             limit,
-        }),
-        _ => Err(ApiError::Invalid(errors)),
+        })
+    } else {
+        Err(ApiError::Invalid(errors))
     }
 }
 

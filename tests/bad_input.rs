@@ -613,6 +613,15 @@ fn cases() -> Vec<Case> {
                 (&["query", "limit"], "greater_than_equal"),
             ]),
         ),
+        case(
+            "limit given twice",
+            Get,
+            "/students?limit=5&limit=6",
+            None,
+            "",
+            422,
+            Fields(&[(&["query", "limit"], "too_many_values")]),
+        ),
         // Routes and methods.
         case(
             "unknown route",

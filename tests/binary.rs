@@ -43,11 +43,16 @@ fn binary(database_url: &str, port: u16) -> Command {
 
 /// `GET path` over plain HTTP/1.1; the status and the body.
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    request(port, "GET", path).map(|(status, _, body)| (status, body))
+}
+
+/// `method path` over plain HTTP/1.1; the status, the head and the body.
+fn request(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -57,7 +62,7 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    Ok((status, body.to_owned()))
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 #[test]
@@ -88,6 +93,15 @@ fn the_binary_migrates_a_fresh_database_and_serves_the_five_students_over_http()
     let students: Vec<Value> = serde_json::from_str(&body).expect("a JSON array");
     assert_eq!(students.len(), 5);
     assert_eq!(students[0]["first_name"], "Alice");
+
+    // Rocket cannot parse a method it does not know; it still gets the JSON 405 of any other.
+    let (status, head, body) = request(port, "QUERY", "/students").unwrap();
+    assert_eq!(status, 405, "{head}\n{body}");
+    assert!(
+        head.to_lowercase().contains("allow: get, head, post"),
+        "{head}"
+    );
+    assert_eq!(body, r#"{"detail":"Method Not Allowed"}"#);
 
     let _ = service.0.kill();
     let mut log = String::new();

@@ -97,11 +97,13 @@ fn next_page_uri(request: &PageRequest, last_id: i32) -> String {
 #[get("/students?<major>&<after_id>&<limit>")]
 pub async fn list(
     pool: &State<Pool>,
-    major: Option<&str>,
-    after_id: Option<&str>,
-    limit: Option<&str>,
+    major: Vec<&str>,
+    after_id: Vec<&str>,
+    limit: Vec<&str>,
 ) -> Result<StudentPage, ApiError> {
-    let request = validation::page_request(major, after_id, limit)?;
+    // Each parameter is taken as a list so that one given twice is an error, not silently ignored
+    // (which is what Rocket does with `Option` when a value fails to parse).
+    let request = validation::page_request(&major, &after_id, &limit)?;
     let (page, request) = db::connect(pool)
         .await?
         .run(move |conn| Student::page(conn, &request).map(|page| (page, request)))

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Property-based API tests with schemathesis: every check, against the OpenAPI document of a
+# running instance of the service on a database of its own (created on the server DATABASE_URL
+# names, dropped afterwards).
+#
+#   scripts/with-throwaway-pg.sh scripts/api-fuzz.sh            # as CI runs it
+#   MAX_EXAMPLES=500 scripts/with-throwaway-pg.sh scripts/api-fuzz.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+. scripts/pg-lib.sh
+
+: "${DATABASE_URL:?set DATABASE_URL to a server where this role may create databases}"
+SCHEMATHESIS_VERSION=4.32.5
+MAX_EXAMPLES=${MAX_EXAMPLES:-100}
+
+venv=target/schemathesis-venv
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "Installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+cargo build --locked --quiet --bin students-api
+
+name="api_fuzz_$$"
+admin_url=$DATABASE_URL
+base=${admin_url%%\?*}
+query=${admin_url#"$base"}
+admin() { psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 "$admin_url" -c "$1" >/dev/null; }
+
+service=
+cleanup() {
+  local status=$?
+  if [ -n "$service" ]; then
+    kill "$service" 2>/dev/null || true
+    wait "$service" 2>/dev/null || true
+  fi
+  admin "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true
+  exit "$status"
+}
+trap cleanup EXIT
+admin "CREATE DATABASE $name"
+
+port=
+for _ in $(seq 1 20); do
+  candidate=$((20000 + RANDOM % 30000))
+  if ! port_in_use "$candidate"; then port=$candidate; break; fi
+done
+[ -n "$port" ] || pg_die "no free port found"
+
+DATABASE_URL="${base%/*}/$name$query" ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 \
+  ROCKET_LOG_LEVEL=critical target/debug/students-api &
+service=$!
+
+# The service migrates before it listens; /ready also proves nothing is pending.
+for _ in $(seq 1 300); do
+  if curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then break; fi
+  kill -0 "$service" 2>/dev/null || pg_die "the service exited before it was ready"
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$port/ready" >/dev/null || pg_die "the service did not become ready"
+
+"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  --checks all \
+  --max-examples "$MAX_EXAMPLES" \
+  --generation-database none \
+  --request-timeout 10 \
+  --no-color \
+  --report junit --report-dir target/schemathesis-report
