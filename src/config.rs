@@ -2,7 +2,10 @@
 //! service, with `DATABASE_URL` on top because it is the variable the diesel CLI, `.env` and
 //! docker-compose already agree on.
 
-use rocket::figment::Figment;
+use std::time::Duration;
+
+use rocket::figment::{self, Figment};
+use rocket::serde::Deserialize;
 
 /// Name of the database in Rocket's `databases` table; `Rocket.toml` configures
 /// `[default.databases.students]`.
@@ -24,6 +27,42 @@ pub fn with_database_url(figment: Figment, database_url: Option<String>) -> Figm
     }
 }
 
+/// The pool's database URL: what the service and the `migrate` subcommands connect to.
+pub fn database_url(figment: &Figment) -> Result<String, Box<figment::Error>> {
+    Ok(figment.extract_inner(&format!("databases.{DATABASE}.url"))?)
+}
+
+/// How the service migrates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(crate = "rocket::serde")]
+pub struct MigrationSettings {
+    /// Apply pending migrations at start. Deployments that migrate in a separate step (a release
+    /// job running `students-api migrate run`) turn this off: `ROCKET_MIGRATE_ON_START=false`.
+    #[serde(default = "yes")]
+    pub migrate_on_start: bool,
+    /// Seconds to wait for another process's migration to finish before giving up.
+    #[serde(default = "five_minutes")]
+    pub migration_lock_timeout: u64,
+}
+
+impl MigrationSettings {
+    pub fn lock_timeout(&self) -> Duration {
+        Duration::from_secs(self.migration_lock_timeout)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn five_minutes() -> u64 {
+    300
+}
+
+pub fn migration_settings(figment: &Figment) -> Result<MigrationSettings, Box<figment::Error>> {
+    Ok(figment.extract()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,9 +73,7 @@ mod tests {
     }
 
     fn pool_url(figment: &Figment) -> String {
-        figment
-            .extract_inner(&format!("databases.{DATABASE}.url"))
-            .expect("a database url is configured")
+        database_url(figment).expect("a database url is configured")
     }
 
     #[test]

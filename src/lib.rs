@@ -4,9 +4,11 @@
 //! [`build`] assembles the whole service from a [`Figment`], so the binary and the tests start
 //! exactly the same thing and differ only in the configuration they pass.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod migrate;
 pub mod models;
 pub mod openapi;
 pub mod routes;

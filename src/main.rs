@@ -1,9 +1,12 @@
-//! Reads `.env`, builds the service from `Rocket.toml` and the environment, and serves it.
+//! Reads `.env`, then either serves (no subcommand) or runs a `migrate` subcommand.
 
 use std::process::ExitCode;
 
-#[rocket::main]
-async fn main() -> ExitCode {
+use clap::Parser;
+use students_api::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     // Same file the diesel CLI reads, so one DATABASE_URL serves both. A missing file is normal;
     // a malformed one is a mistake worth stopping for.
     if let Err(err) = dotenvy::dotenv()
@@ -12,7 +15,14 @@ async fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {err}");
         return ExitCode::FAILURE;
     }
+    match cli.command {
+        None | Some(Command::Serve) => serve(),
+        Some(Command::Migrate(command)) => students_api::cli::migrate(&command),
+    }
+}
 
+#[rocket::main]
+async fn serve() -> ExitCode {
     match students_api::build(students_api::config::figment())
         .launch()
         .await

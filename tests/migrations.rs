@@ -1,37 +1,74 @@
 //! The schema is owned by the migrations in `migrations/`: the service applies them at ignition,
-//! exactly once, and every one of them can be reverted.
+//! exactly once, and every one of them can be reverted exactly (in the spirit of pytest-alembic's
+//! built-in tests: single head, upgrade, up/down consistency, stairway).
 
 mod common;
 
+use std::time::Duration;
+
 use common::{
-    TestDb, applied_versions, client, figment, public_objects, revert_through, table_exists,
+    TestDb, applied_versions, client, figment, public_objects, revert_through, schema_dump,
+    table_exists,
 };
-use diesel::migration::MigrationSource;
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use rocket::http::Status;
 use rocket::local::blocking::Client;
 use serde_json::{Value, json};
-use students_api::db::{MIGRATIONS, run_pending_migrations};
+use students_api::migrate::{
+    FILES, MIGRATIONS, MigrateError, MigrationFiles, MigrationSet, Migrator, RevertTarget,
+};
 use students_api::schema::student;
 
-/// Versions as diesel derives them from the folder names under `migrations/`, read from disk so
-/// the test does not trust the embedded list it is checking.
-fn versions_on_disk() -> Vec<String> {
+fn migrator(db: &TestDb, set: MigrationSet) -> Migrator {
+    Migrator::connect(db.url(), set, Duration::from_secs(30)).expect("connect and lock")
+}
+
+/// The migration folders on disk, sorted, read without trusting the embedded list under test.
+fn folders_on_disk() -> Vec<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-    let mut versions: Vec<String> = std::fs::read_dir(dir)
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read migrations/")
         .map(|entry| entry.expect("read migrations/ entry").file_name())
         .map(|name| name.to_string_lossy().into_owned())
         .filter(|name| !name.starts_with('.'))
-        .map(|name| {
-            let (version, _) = name.split_once('_').expect("folder is <version>_<name>");
-            version.replace('-', "")
-        })
         .collect();
-    versions.sort();
-    versions
+    names.sort();
+    names
+}
+
+/// Versions as diesel derives them from folder names: the part before `_`, without dashes.
+fn version_of(folder: &str) -> String {
+    let (version, _) = folder.split_once('_').expect("folder is <version>_<name>");
+    version.replace('-', "")
+}
+
+#[test]
+fn migration_versions_are_unique_and_increasing_and_every_folder_has_up_and_down() {
+    let folders = folders_on_disk();
+    let versions: Vec<String> = folders.iter().map(|folder| version_of(folder)).collect();
+
+    for pair in versions.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "versions out of order or repeated: {pair:?}"
+        );
+    }
+    for folder in &folders {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(folder);
+        for file in ["up.sql", "down.sql"] {
+            let text = std::fs::read_to_string(path.join(file))
+                .unwrap_or_else(|err| panic!("{folder}/{file}: {err}"));
+            assert!(!text.trim().is_empty(), "{folder}/{file} is empty");
+        }
+    }
+    let compiled: Vec<&str> = FILES.iter().map(|files| files.name).collect();
+    assert_eq!(
+        compiled, folders,
+        "the binary embeds exactly the folders on disk"
+    );
 }
 
 #[test]
@@ -40,7 +77,8 @@ fn ignition_applies_every_migration_to_an_empty_database_and_records_each_versio
     let _client = client(&db);
 
     let mut conn = db.connect();
-    assert_eq!(applied_versions(&mut conn), versions_on_disk());
+    let expected: Vec<String> = folders_on_disk().iter().map(|f| version_of(f)).collect();
+    assert_eq!(applied_versions(&mut conn), expected);
     assert!(table_exists(&mut conn, "student"));
 }
 
@@ -51,7 +89,7 @@ fn running_the_migrations_again_is_a_no_op() {
     let mut conn = db.connect();
     let before = applied_versions(&mut conn);
 
-    let applied = run_pending_migrations(&mut conn, MIGRATIONS).expect("migrate again");
+    let applied = migrator(&db, MIGRATIONS).run(None).expect("migrate again");
     assert!(applied.is_empty(), "re-applied {applied:?}");
     // A second start over the same database must not seed twice either.
     let second = Client::tracked(students_api::build(figment(&db))).expect("second start");
@@ -61,6 +99,48 @@ fn running_the_migrations_again_is_a_no_op() {
         let students: Vec<Value> = client.get("/students").dispatch().into_json().unwrap();
         assert_eq!(students.len(), 5);
     }
+}
+
+#[test]
+fn each_migration_up_then_down_restores_the_schema_exactly_and_can_go_up_again() {
+    let db = TestDb::new();
+    let mut conn = db.connect();
+    let mut migrator = migrator(&db, MIGRATIONS);
+
+    for files in FILES {
+        let before = schema_dump(&mut conn);
+        let applied = migrator.run(Some(files.name)).expect("up");
+        assert_eq!(applied, [files.name], "up applies exactly this migration");
+
+        let reverted = migrator.revert(&RevertTarget::Last(1)).expect("down");
+        assert_eq!(reverted, [files.name]);
+        let after = schema_dump(&mut conn);
+        assert_eq!(
+            after, before,
+            "{}: down.sql does not undo up.sql",
+            files.name
+        );
+
+        migrator.run(Some(files.name)).expect("up again");
+    }
+    assert_eq!(applied_versions(&mut conn).len(), FILES.len());
+}
+
+#[test]
+fn reverting_every_migration_leaves_only_the_bookkeeping_tables() {
+    let db = TestDb::new();
+    let _client = client(&db);
+
+    migrator(&db, MIGRATIONS)
+        .revert(&RevertTarget::All)
+        .expect("revert all");
+
+    let mut conn = db.connect();
+    assert_eq!(
+        public_objects(&mut conn),
+        ["__diesel_schema_migrations", "__migration_checksums"]
+    );
+    assert!(applied_versions(&mut conn).is_empty());
 }
 
 #[test]
@@ -74,20 +154,6 @@ fn reverting_back_through_the_seed_migration_leaves_the_student_table_empty() {
     assert!(table_exists(&mut conn, "student"));
     let count: i64 = student::table.count().get_result(&mut conn).unwrap();
     assert_eq!(count, 0);
-}
-
-#[test]
-fn an_empty_table_lists_as_an_empty_array() {
-    let db = TestDb::new();
-    let client = client(&db);
-    diesel::delete(student::table)
-        .execute(&mut db.connect())
-        .unwrap();
-
-    let response = client.get("/students").dispatch();
-
-    assert_eq!(response.status(), Status::Ok);
-    assert_eq!(response.into_json::<Value>().unwrap(), json!([]));
 }
 
 #[test]
@@ -111,34 +177,17 @@ fn reverting_the_seed_removes_only_the_seeded_students() {
 }
 
 #[test]
-fn reverting_every_migration_leaves_only_diesels_bookkeeping_table() {
+fn an_empty_table_lists_as_an_empty_array() {
     let db = TestDb::new();
-    let _client = client(&db);
-    let mut conn = db.connect();
+    let client = client(&db);
+    diesel::delete(student::table)
+        .execute(&mut db.connect())
+        .unwrap();
 
-    conn.revert_all_migrations(MIGRATIONS).expect("revert all");
+    let response = client.get("/students").dispatch();
 
-    assert_eq!(public_objects(&mut conn), ["__diesel_schema_migrations"]);
-    assert!(applied_versions(&mut conn).is_empty());
-}
-
-#[test]
-fn every_migration_can_be_reverted_and_applied_again() {
-    let db = TestDb::new();
-    let mut conn = db.connect();
-    run_pending_migrations(&mut conn, MIGRATIONS).expect("migrate");
-    let migrated = public_objects(&mut conn);
-
-    let count = MigrationSource::<Pg>::migrations(&MIGRATIONS)
-        .unwrap()
-        .len();
-    for _ in 0..count {
-        conn.revert_last_migration(MIGRATIONS).expect("revert");
-    }
-    let applied = run_pending_migrations(&mut conn, MIGRATIONS).expect("migrate again");
-
-    assert_eq!(applied.len(), count);
-    assert_eq!(public_objects(&mut conn), migrated);
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(response.into_json::<Value>().unwrap(), json!([]));
 }
 
 #[test]
@@ -151,21 +200,44 @@ fn with_migrate_on_start_off_ignition_leaves_the_database_untouched() {
     assert!(public_objects(&mut conn).is_empty());
 }
 
-const BROKEN: EmbeddedMigrations = embed_migrations!("tests/broken_migrations");
+const BROKEN_EMBEDDED: EmbeddedMigrations = embed_migrations!("tests/broken_migrations");
+const BROKEN: MigrationSet = MigrationSet {
+    embedded: &BROKEN_EMBEDDED,
+    files: &[
+        MigrationFiles {
+            name: "2020-01-01-000000-0000_create_thing",
+            up: include_str!("broken_migrations/2020-01-01-000000-0000_create_thing/up.sql"),
+            down: Some(include_str!(
+                "broken_migrations/2020-01-01-000000-0000_create_thing/down.sql"
+            )),
+            metadata: None,
+        },
+        MigrationFiles {
+            name: "2020-01-02-000000-0000_broken",
+            up: include_str!("broken_migrations/2020-01-02-000000-0000_broken/up.sql"),
+            down: Some(include_str!(
+                "broken_migrations/2020-01-02-000000-0000_broken/down.sql"
+            )),
+            metadata: None,
+        },
+    ],
+};
 
 #[test]
 fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it() {
     let db = TestDb::new();
     let mut conn = db.connect();
 
-    let err = run_pending_migrations(&mut conn, BROKEN).unwrap_err();
+    let err = migrator(&db, BROKEN).run(None).unwrap_err();
 
+    assert!(matches!(err, MigrateError::Failed { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
         message.contains("2020-01-02-000000-0000_broken"),
         "{message}"
     );
     assert!(message.contains("no_such_table"), "{message}");
+    assert!(message.contains("rolled back whole"), "{message}");
     assert_eq!(applied_versions(&mut conn), ["202001010000000000"]);
     assert!(table_exists(&mut conn, "thing"));
     assert!(!table_exists(&mut conn, "half_done"));

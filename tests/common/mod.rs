@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod process;
+
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -219,7 +221,7 @@ pub fn revert_through(conn: &mut PgConnection, suffix: &str) {
     use diesel::migration::MigrationSource;
     use diesel::pg::Pg;
     use diesel_migrations::MigrationHarness;
-    use students_api::db::MIGRATIONS;
+    use students_api::migrate::EMBEDDED as MIGRATIONS;
 
     let target = MigrationSource::<Pg>::migrations(&MIGRATIONS)
         .expect("embedded migrations")
@@ -251,4 +253,66 @@ pub fn students_fingerprint(conn: &mut PgConnection) -> String {
     .get_result::<Digest>(conn)
     .expect("read student")
     .digest
+}
+
+/// The schema as text, one sorted line per column, constraint, index, trigger, function and
+/// relation, plus the rows of `student`: equal dumps mean equal schemas (and data). The
+/// bookkeeping tables (`__*`) are left out: they record history rather than schema.
+pub fn schema_dump(conn: &mut PgConnection) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        line: String,
+    }
+    let mut lines: Vec<String> = sql_query(
+        r"SELECT line FROM (
+            SELECT format('column %s.%s %s null=%s default=%s identity=%s',
+                          table_name, column_name, data_type, is_nullable,
+                          coalesce(column_default, ''), is_identity) AS line
+              FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name NOT LIKE '\_\_%'
+            UNION ALL
+            SELECT format('constraint %s %s %s valid=%s', conrelid::regclass, conname,
+                          pg_get_constraintdef(oid), convalidated)
+              FROM pg_constraint
+             WHERE connamespace = 'public'::regnamespace
+               AND conrelid::regclass::text NOT LIKE '\_\_%'
+            UNION ALL
+            SELECT format('index %s valid=%s', pg_get_indexdef(i.indexrelid), i.indisvalid)
+              FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+             WHERE t.relnamespace = 'public'::regnamespace AND t.relname NOT LIKE '\_\_%'
+            UNION ALL
+            SELECT format('trigger %s', pg_get_triggerdef(oid))
+              FROM pg_trigger WHERE NOT tgisinternal
+            UNION ALL
+            SELECT format('function %s', pg_get_functiondef(oid))
+              FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+            UNION ALL
+            SELECT format('relation %s kind=%s', relname, relkind)
+              FROM pg_class
+             WHERE relnamespace = 'public'::regnamespace AND relname NOT LIKE '\_\_%'
+          ) AS dump",
+    )
+    .load::<Line>(conn)
+    .expect("read the catalog")
+    .into_iter()
+    .map(|row| row.line)
+    .collect();
+    if table_exists(conn, "student") {
+        #[derive(QueryableByName)]
+        struct Rows {
+            #[diesel(sql_type = Text)]
+            rows: String,
+        }
+        let rows = sql_query(
+            "SELECT count(*) || ' ' || coalesce(md5(string_agg( \
+               format('%s|%s|%s|%s', id, first_name, last_name, major), ',' ORDER BY id)), '') \
+             AS rows FROM student",
+        )
+        .get_result::<Rows>(conn)
+        .expect("read student");
+        lines.push(format!("rows student {}", rows.rows));
+    }
+    lines.sort();
+    lines
 }

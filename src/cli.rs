@@ -1,0 +1,207 @@
+//! The command line: no subcommand serves; `migrate ...` inspects and steers migrations from the
+//! shipped binary, where no diesel CLI is installed (the Docker image, say).
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+use crate::migrate::{Checksum, MIGRATIONS, MigrateError, Migrator, RevertTarget};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "The Students API, and the migrations of its database"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (what running with no subcommand does).
+    Serve,
+    /// Inspect and steer the database's migrations (uses DATABASE_URL, like the service).
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Every migration, applied or pending, with when it was applied and whether its checksum
+    /// matches (Alembic's `history` and `current`).
+    Status,
+    /// Apply pending migrations: all, or up to and including --to (Alembic's `upgrade`).
+    Run {
+        /// Last migration to apply: a version, a folder prefix or a folder name.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// Revert applied migrations, newest first (Alembic's `downgrade`); the last one by default.
+    Revert(RevertArgs),
+    /// Revert, then apply again, the last migration (or -n N, or --all).
+    Redo(RedoArgs),
+    /// Print the SQL `run` (or with --down, `revert`) would execute, without executing it.
+    Sql {
+        /// Stop at this migration: the last to apply, or with --down the one to revert down to.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// The SQL of reverting instead of applying.
+        #[arg(long)]
+        down: bool,
+    },
+    /// Check applied migrations against this binary; exit status 1 on any mismatch.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct RevertArgs {
+    /// Revert every migration applied after this one, which stays applied.
+    #[arg(long, value_name = "VERSION")]
+    to: Option<String>,
+    /// Revert the last N migrations.
+    #[arg(short = 'n', value_name = "N")]
+    number: Option<usize>,
+    /// Revert every migration.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct RedoArgs {
+    /// Redo the last N migrations.
+    #[arg(short = 'n', value_name = "N")]
+    number: Option<usize>,
+    /// Redo every migration.
+    #[arg(long)]
+    all: bool,
+}
+
+impl RevertArgs {
+    fn target(&self) -> RevertTarget {
+        match (&self.to, self.number, self.all) {
+            (Some(to), _, _) => RevertTarget::To(to.clone()),
+            (_, _, true) => RevertTarget::All,
+            (_, Some(n), _) => RevertTarget::Last(n),
+            _ => RevertTarget::Last(1),
+        }
+    }
+}
+
+impl RedoArgs {
+    fn target(&self) -> RevertTarget {
+        match (self.number, self.all) {
+            (_, true) => RevertTarget::All,
+            (Some(n), _) => RevertTarget::Last(n),
+            _ => RevertTarget::Last(1),
+        }
+    }
+}
+
+/// Runs a `migrate` subcommand against the configured database, under the migration lock.
+pub fn migrate(command: &MigrateCommand) -> ExitCode {
+    StderrLog::install();
+    match run_migrate(command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let figment = config::figment();
+    let url = config::database_url(&figment)?;
+    let settings = config::migration_settings(&figment)?;
+    let mut migrator = Migrator::connect(&url, MIGRATIONS, settings.lock_timeout())?;
+    match command {
+        MigrateCommand::Status => {
+            print_status(&mut migrator)?;
+        }
+        MigrateCommand::Run { to } => report("applied", migrator.run(to.as_deref())?),
+        MigrateCommand::Revert(args) => report("reverted", migrator.revert(&args.target())?),
+        MigrateCommand::Redo(args) => report("redid", migrator.redo(&args.target())?),
+        MigrateCommand::Sql { to, down } => print!("{}", migrator.sql(to.as_deref(), *down)?),
+        MigrateCommand::Verify => {
+            let problems = migrator.verify()?;
+            if !problems.is_empty() {
+                for problem in &problems {
+                    println!("MISMATCH {problem}");
+                }
+                return Err(Box::new(MigrateError::Verification(problems)));
+            }
+            println!("ok: every applied migration matches this binary");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(verb: &str, names: Vec<String>) {
+    if names.is_empty() {
+        println!("nothing to do");
+    }
+    for name in names {
+        println!("{verb} {name}");
+    }
+}
+
+fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
+    let rows = migrator.status()?;
+    let width = rows
+        .iter()
+        .map(|row| row.name.as_deref().unwrap_or(&row.version).len())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:<width$}  {:<8}  {:<19}  CHECKSUM",
+        "MIGRATION", "STATE", "APPLIED AT"
+    );
+    for row in rows {
+        let state = match (&row.applied_on, &row.checksum) {
+            (None, _) => "pending",
+            (Some(_), Checksum::MissingFromBinary) => "unknown",
+            (Some(_), _) => "applied",
+        };
+        let applied_on = row
+            .applied_on
+            .map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<width$}  {state:<8}  {applied_on:<19}  {}",
+            row.name.as_deref().unwrap_or(&row.version),
+            row.checksum
+        );
+    }
+    Ok(())
+}
+
+/// Progress of `migrate` subcommands (lock waits, each migration applied) on stderr, leaving
+/// stdout to the result, so `migrate sql > script.sql` captures only SQL.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info && metadata.target().starts_with("students_api")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+impl StderrLog {
+    fn install() {
+        static LOGGER: StderrLog = StderrLog;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+    }
+}
