@@ -81,15 +81,18 @@ pg_init_cluster() {
 }
 
 # Starts the cluster in $1 on 127.0.0.1:$2, logging to $1/server.log, and waits until it accepts
-# connections. No Unix socket: its default folder is not writable by ordinary users.
+# connections; fails (without exiting) when it does not start, so callers can try another port.
+# No Unix socket: its default folder is not writable by ordinary users.
 pg_start_cluster() {
   local dir=$1 port=$2
   pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --log="$dir/server.log" --wait --timeout=60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
-    start >/dev/null || {
-    tail -n 20 "$dir/server.log" >&2 || true
-    pg_die "PostgreSQL did not start from $dir on port $port (log: $dir/server.log)"
-  }
+    start >/dev/null
+}
+
+# The end of a cluster's log, for error messages.
+pg_log_tail() {
+  tail -n 20 "$1/server.log" >&2 2>/dev/null || true
 }
 
 pg_stop_cluster() {

@@ -38,16 +38,19 @@ password=throwaway
 pg_prepare_dir "$workdir/data"
 pg_init_cluster "$workdir/data" postgres "$password"
 
+# A random free port; another process can take it between the check and the start, so retry.
 started=
 for _ in $(seq 1 20); do
   port=$((20000 + RANDOM % 30000))
-  port_in_use "$port" && continue
-  if pg_start_cluster "$workdir/data" "$port" 2>/dev/null; then
+  if ! port_in_use "$port" && pg_start_cluster "$workdir/data" "$port"; then
     started=1
     break
   fi
 done
-[ -n "$started" ] || pg_die "could not start a throwaway PostgreSQL (log: $workdir/data/server.log)"
+if [ -z "$started" ]; then
+  pg_log_tail "$workdir/data"
+  pg_die "could not start a throwaway PostgreSQL"
+fi
 
 export DATABASE_URL="postgres://postgres:$password@127.0.0.1:$port/postgres"
 echo "Throwaway PostgreSQL on 127.0.0.1:$port (removed afterwards)" >&2

@@ -72,6 +72,26 @@ fn migration_versions_are_unique_and_increasing_and_every_folder_has_up_and_down
 }
 
 #[test]
+fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
+    for files in FILES {
+        let outside_transaction = files
+            .metadata
+            .is_some_and(|metadata| metadata.contains("run_in_transaction = false"));
+        if outside_transaction {
+            continue;
+        }
+        for (file, text) in [("up.sql", files.up), ("down.sql", files.down.unwrap_or(""))] {
+            assert!(
+                text.lines()
+                    .any(|line| line.trim_start().starts_with("SET LOCAL lock_timeout")),
+                "{}/{file} sets no lock_timeout",
+                files.name
+            );
+        }
+    }
+}
+
+#[test]
 fn ignition_applies_every_migration_to_an_empty_database_and_records_each_version() {
     let db = TestDb::new();
     let _client = client(&db);

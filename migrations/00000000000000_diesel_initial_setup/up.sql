@@ -2,8 +2,9 @@
 -- and other internal bookkeeping. This file is safe to edit, any future
 -- changes will be added to existing projects as new migrations.
 
-
-
+-- Added to what diesel setup writes: like every transactional migration here, give up quickly
+-- rather than queue behind a long lock.
+SET LOCAL lock_timeout = '5s';
 
 -- Sets up a trigger for the given table to automatically set a column called
 -- `updated_at` whenever the row is modified (unless `updated_at` was included

@@ -1,3 +1,8 @@
+-- squawk-ignore-file require-lock-timeout, prefer-robust-stmts
+-- (Lint exceptions. lock_timeout: SET LOCAL needs a transaction, and a session-wide SET would be a
+-- second statement and outlive this migration; CONCURRENTLY's lock, SHARE UPDATE EXCLUSIVE, does
+-- not block reads or writes, so waiting for it stalls no traffic. IF NOT EXISTS: after a failed
+-- build it would skip the INVALID index left behind instead of failing loudly.)
 -- Adding an index without downtime: CONCURRENTLY builds it while reads and writes go on. It cannot
 -- run in a transaction (see metadata.toml), so this file holds this one statement and nothing
 -- else: a second statement would not be rolled back if this one failed.

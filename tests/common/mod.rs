@@ -201,8 +201,11 @@ pub fn public_objects(conn: &mut PgConnection) -> Vec<String> {
     .collect()
 }
 
-/// Versions diesel has recorded as applied, in order.
+/// Versions diesel has recorded as applied, in order; none before its table exists.
 pub fn applied_versions(conn: &mut PgConnection) -> Vec<String> {
+    if !table_exists(conn, "__diesel_schema_migrations") {
+        return Vec::new();
+    }
     #[derive(QueryableByName)]
     struct Version {
         #[diesel(sql_type = Text)]

@@ -1,0 +1,220 @@
+//! `students-api migrate ...`: inspecting and steering migrations from the shipped binary.
+
+mod common;
+
+use common::process::migrate;
+use common::{TestDb, applied_versions, public_objects, schema_dump};
+use diesel::connection::SimpleConnection;
+use students_api::migrate::FILES;
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn versions(range: std::ops::Range<usize>) -> Vec<String> {
+    FILES[range].iter().map(|files| files.version()).collect()
+}
+
+/// Index of the migration whose folder name ends with `suffix`.
+fn index_of(suffix: &str) -> usize {
+    FILES
+        .iter()
+        .position(|files| files.name.ends_with(suffix))
+        .unwrap()
+}
+
+#[test]
+fn status_lists_every_migration_as_pending_then_as_applied_with_a_verified_checksum() {
+    let db = TestDb::new();
+
+    let before = migrate(db.url(), &["status"]);
+    assert!(before.status.success(), "{}", stderr(&before));
+    let text = stdout(&before);
+    for files in FILES {
+        let line = text.lines().find(|line| line.starts_with(files.name));
+        assert!(line.is_some_and(|line| line.contains("pending")), "{text}");
+    }
+    assert!(
+        public_objects(&mut db.connect()).is_empty(),
+        "status writes nothing"
+    );
+
+    assert!(migrate(db.url(), &["run"]).status.success());
+    let after = stdout(&migrate(db.url(), &["status"]));
+    for files in FILES {
+        let line = after
+            .lines()
+            .find(|line| line.starts_with(files.name))
+            .unwrap();
+        assert!(line.contains("applied") && line.ends_with("ok"), "{line}");
+    }
+}
+
+#[test]
+fn run_to_applies_up_to_and_including_that_version_only() {
+    let db = TestDb::new();
+    let seed = index_of("_seed_student_data");
+
+    let output = migrate(db.url(), &["run", "--to", FILES[seed].name]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(applied_versions(&mut db.connect()), versions(0..seed + 1));
+    let printed = stdout(&output);
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(printed.len(), seed + 1);
+    assert!(printed.iter().all(|line| line.starts_with("applied ")));
+
+    // Any of the three spellings of a version works.
+    let timestamps = index_of("_add_student_timestamps");
+    let prefix = FILES[timestamps].name.split_once('_').unwrap().0;
+    assert!(migrate(db.url(), &["run", "--to", prefix]).status.success());
+    assert!(
+        migrate(db.url(), &["run", "--to", &FILES[timestamps + 1].version()])
+            .status
+            .success()
+    );
+    assert_eq!(
+        applied_versions(&mut db.connect()),
+        versions(0..timestamps + 2)
+    );
+}
+
+#[test]
+fn revert_undoes_the_last_one_by_default_n_of_them_down_to_a_version_or_all() {
+    let db = TestDb::new();
+    let total = FILES.len();
+    assert!(migrate(db.url(), &["run"]).status.success());
+
+    assert!(migrate(db.url(), &["revert"]).status.success());
+    assert_eq!(applied_versions(&mut db.connect()), versions(0..total - 1));
+
+    assert!(migrate(db.url(), &["revert", "-n", "2"]).status.success());
+    assert_eq!(applied_versions(&mut db.connect()), versions(0..total - 3));
+
+    let create = index_of("_create_student");
+    let output = migrate(db.url(), &["revert", "--to", FILES[create].name]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(applied_versions(&mut db.connect()), versions(0..create + 1));
+
+    assert!(migrate(db.url(), &["revert", "--all"]).status.success());
+    assert!(applied_versions(&mut db.connect()).is_empty());
+    assert_eq!(
+        public_objects(&mut db.connect()),
+        ["__diesel_schema_migrations", "__migration_checksums"]
+    );
+}
+
+#[test]
+fn redo_reverts_and_reapplies_leaving_the_same_schema() {
+    let db = TestDb::new();
+    assert!(migrate(db.url(), &["run"]).status.success());
+    let before = schema_dump(&mut db.connect());
+
+    let output = migrate(db.url(), &["redo", "-n", "3"]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 3);
+    assert_eq!(schema_dump(&mut db.connect()), before);
+    assert!(migrate(db.url(), &["redo", "--all"]).status.success());
+    assert_eq!(applied_versions(&mut db.connect()).len(), FILES.len());
+}
+
+#[test]
+fn sql_prints_what_run_would_execute_without_executing_it_and_the_script_works() {
+    let db = TestDb::new();
+    let validate = index_of("_validate_student_checks");
+
+    let output = migrate(db.url(), &["sql", "--to", FILES[validate].name]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        public_objects(&mut db.connect()).is_empty(),
+        "sql runs nothing"
+    );
+    let script = stdout(&output);
+    for files in &FILES[..=validate] {
+        assert!(
+            script.contains(&format!("-- Apply {}\n", files.name)),
+            "{script}"
+        );
+    }
+    assert!(!script.contains("_index_student_major"));
+    // Run by another tool, the script leaves what `run --to` would: applied, checksums recorded.
+    db.connect()
+        .batch_execute(&script)
+        .expect("the script runs");
+    assert_eq!(
+        applied_versions(&mut db.connect()),
+        versions(0..validate + 1)
+    );
+    assert!(migrate(db.url(), &["verify"]).status.success());
+}
+
+#[test]
+fn sql_down_prints_what_revert_would_execute() {
+    let db = TestDb::new();
+    assert!(migrate(db.url(), &["run"]).status.success());
+    let seed = index_of("_seed_student_data");
+
+    let output = migrate(db.url(), &["sql", "--down", "--to", FILES[seed].name]);
+
+    let script = stdout(&output);
+    for files in &FILES[seed + 1..] {
+        assert!(
+            script.contains(&format!("-- Revert {}\n", files.name)),
+            "{script}"
+        );
+        assert!(script.contains(files.down.unwrap().trim()), "{script}");
+    }
+    assert!(!script.contains(&format!("-- Revert {}\n", FILES[seed].name)));
+    assert!(
+        script.contains("outside a transaction"),
+        "the index migration says so"
+    );
+    assert_eq!(applied_versions(&mut db.connect()).len(), FILES.len());
+}
+
+#[test]
+fn verify_succeeds_when_the_database_matches_the_binary() {
+    let db = TestDb::new();
+    assert!(migrate(db.url(), &["run"]).status.success());
+
+    let output = migrate(db.url(), &["verify"]);
+
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).starts_with("ok"));
+}
+
+#[test]
+fn an_unknown_version_is_an_error_that_changes_nothing() {
+    let db = TestDb::new();
+
+    let output = migrate(db.url(), &["run", "--to", "1999"]);
+
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no migration \"1999\" in this binary"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(applied_versions(&mut db.connect()).is_empty());
+}
+
+#[test]
+fn conflicting_revert_targets_are_refused_before_touching_the_database() {
+    let output = migrate(
+        "postgres://unused@127.0.0.1:1/none",
+        &["revert", "--all", "-n", "2"],
+    );
+
+    assert_eq!(output.status.code(), Some(2), "clap's usage error");
+    assert!(
+        stderr(&output).contains("cannot be used with"),
+        "{}",
+        stderr(&output)
+    );
+}

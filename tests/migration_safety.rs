@@ -1,0 +1,211 @@
+//! Migrating safely in production: replicas starting together migrate once, under an advisory
+//! lock; an applied migration edited since, or missing from the binary, stops the start.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::{Service, binary, free_port, migrate};
+use common::{TestDb, applied_versions, client};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_migrations::MigrationHarness;
+use students_api::migrate::{EMBEDDED, FILES, LOCK_KEY, MIGRATIONS, Migrator};
+
+#[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = Text)]
+    version: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    adopted: bool,
+}
+
+fn recorded(conn: &mut PgConnection) -> Vec<(String, bool)> {
+    diesel::sql_query(
+        "SELECT version::text AS version, adopted FROM __migration_checksums ORDER BY version",
+    )
+    .load::<Recorded>(conn)
+    .expect("read __migration_checksums")
+    .into_iter()
+    .map(|row| (row.version, row.adopted))
+    .collect()
+}
+
+fn all_versions() -> Vec<String> {
+    FILES.iter().map(|files| files.version()).collect()
+}
+
+/// Output of a process that ran to completion, stdout and stderr together.
+fn output_text(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[test]
+fn five_instances_started_at_once_on_an_empty_database_all_serve_and_each_migration_runs_once() {
+    let db = TestDb::new();
+
+    let mut services: Vec<Service> = (0..5).map(|_| Service::start(db.url())).collect();
+    for service in &mut services {
+        let (status, body) = service.wait_until_serving("/ready").unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let logs: Vec<String> = services.into_iter().map(Service::stop).collect();
+
+    for files in FILES {
+        let line = format!("applied migration {}\n", files.name);
+        let times: usize = logs.iter().map(|log| log.matches(&line).count()).sum();
+        assert_eq!(times, 1, "{} was applied {times} times", files.name);
+    }
+    for log in &logs {
+        assert!(
+            !log.contains("Error"),
+            "an instance logged an error:\n{log}"
+        );
+    }
+    let mut conn = db.connect();
+    assert_eq!(applied_versions(&mut conn), all_versions());
+    let expected: Vec<(String, bool)> = all_versions().into_iter().map(|v| (v, false)).collect();
+    assert_eq!(recorded(&mut conn), expected);
+}
+
+/// Holds the migration lock, as a replica in the middle of migrating does.
+fn hold_lock(db: &TestDb) -> PgConnection {
+    let mut conn = db.connect();
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(LOCK_KEY)
+        .execute(&mut conn)
+        .unwrap();
+    conn
+}
+
+#[test]
+fn a_starting_instance_waits_for_the_lock_then_migrates_once_it_is_free() {
+    let db = TestDb::new();
+    let holder = hold_lock(&db);
+
+    let mut service = Service::start(db.url());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        common::process::request(service.port, "GET", "/health").is_err(),
+        "the service must not serve while another process migrates"
+    );
+    assert!(applied_versions(&mut db.connect()).is_empty());
+
+    drop(holder);
+    let (status, _) = service.wait_until_serving("/ready").unwrap();
+    assert_eq!(status, 200);
+    let log = service.stop();
+    assert!(
+        log.contains("another process holds the migration lock"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_starting_instance_gives_up_with_a_clear_message_when_the_lock_stays_taken() {
+    let db = TestDb::new();
+    let _holder = hold_lock(&db);
+
+    let started = Instant::now();
+    let output = binary(db.url())
+        .env("ROCKET_PORT", free_port().to_string())
+        .env("ROCKET_MIGRATION_LOCK_TIMEOUT", "1")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let text = output_text(&output);
+    assert!(text.contains("held the migration lock for 1s"), "{text}");
+    assert!(applied_versions(&mut db.connect()).is_empty());
+}
+
+#[test]
+fn migrations_applied_before_checksums_were_kept_are_adopted_on_the_next_start() {
+    let db = TestDb::new();
+    let mut conn = db.connect();
+    // As the diesel CLI, or an older release of this service, would have applied them.
+    conn.run_pending_migrations(EMBEDDED).unwrap();
+
+    let _client = client(&db);
+
+    let expected: Vec<(String, bool)> = all_versions().into_iter().map(|v| (v, true)).collect();
+    assert_eq!(recorded(&mut conn), expected);
+    assert!(migrate(db.url(), &["verify"]).status.success());
+}
+
+#[test]
+fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_changed() {
+    let db = TestDb::new();
+    let _client = client(&db);
+    let mut conn = db.connect();
+    // `diesel migration redo`: a new application of the same files, with a new run_on.
+    conn.revert_last_migration(EMBEDDED).unwrap();
+    conn.run_pending_migrations(EMBEDDED).unwrap();
+
+    let mut migrator = Migrator::connect(db.url(), MIGRATIONS, Duration::from_secs(10)).unwrap();
+    assert!(migrator.verify().unwrap().is_empty());
+    assert!(migrator.run(None).unwrap().is_empty());
+    drop(migrator);
+    let last = recorded(&mut conn).pop().unwrap();
+    assert_eq!(last, (FILES.last().unwrap().version(), true));
+}
+
+#[test]
+fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
+    let db = TestDb::new();
+    let _client = client(&db);
+    let seed = FILES
+        .iter()
+        .find(|files| files.name.ends_with("_seed_student_data"))
+        .unwrap();
+    // What a checksum recorded before someone edited seed's up.sql looks like.
+    diesel::sql_query("UPDATE __migration_checksums SET up_sha256 = 'edited' WHERE version = $1")
+        .bind::<Text, _>(seed.version())
+        .execute(&mut db.connect())
+        .unwrap();
+
+    let start = binary(db.url())
+        .env("ROCKET_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!start.status.success());
+    let text = output_text(&start);
+    assert!(
+        text.contains(&format!("migration {} was applied on", seed.name)),
+        "{text}"
+    );
+    assert!(text.contains("up.sql changed since"), "{text}");
+
+    let verify = migrate(db.url(), &["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(output_text(&verify).contains(seed.name));
+
+    let run = migrate(db.url(), &["run"]);
+    assert!(!run.status.success(), "run refuses too");
+}
+
+#[test]
+fn an_applied_migration_missing_from_the_binary_stops_the_start_and_fails_verify() {
+    let db = TestDb::new();
+    let _client = client(&db);
+    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')")
+        .execute(&mut db.connect())
+        .unwrap();
+
+    let start = binary(db.url())
+        .env("ROCKET_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!start.status.success());
+    let text = output_text(&start);
+    assert!(
+        text.contains("migration version 29991231000000 was applied on"),
+        "{text}"
+    );
+    assert!(text.contains("is not in this binary"), "{text}");
+
+    let verify = migrate(db.url(), &["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(output_text(&verify).contains("29991231000000"));
+}
