@@ -134,7 +134,7 @@ measure() {
     "http://127.0.0.1:$port$path" >/dev/null
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" \
     "http://127.0.0.1:$port$path")
-  echo "$out" >"$work/wrk-$name.txt"
+  echo "$out" >"$work/wrk-${#rows[@]}.txt"
   local result
   result=$(grep '^RESULT' <<<"$out")
   eval "local ${result#RESULT }"

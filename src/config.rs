@@ -43,12 +43,24 @@ pub struct MigrationSettings {
     /// Seconds to wait for another process's migration to finish before giving up.
     #[serde(default = "five_minutes")]
     pub migration_lock_timeout: u64,
+    /// Seconds to keep retrying, at start, a database that does not answer yet (it is often
+    /// still starting when the service does) before exiting with an error.
+    #[serde(default = "half_a_minute")]
+    pub database_wait: u64,
 }
 
 impl MigrationSettings {
     pub fn lock_timeout(&self) -> Duration {
         Duration::from_secs(self.migration_lock_timeout)
     }
+
+    pub fn database_wait(&self) -> Duration {
+        Duration::from_secs(self.database_wait)
+    }
+}
+
+fn half_a_minute() -> u64 {
+    30
 }
 
 fn yes() -> bool {

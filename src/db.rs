@@ -2,24 +2,120 @@
 //! (under the migration lock, see [`crate::migrate`]) before the pool opens and the first request
 //! is served.
 
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
-use rocket_sync_db_pools::{ConnectionPool, database};
+use rocket_sync_db_pools::r2d2::{self, ManageConnection};
+use rocket_sync_db_pools::{ConnectionPool, PoolResult, Poolable, database};
 
 use crate::config;
 use crate::error::ApiError;
 use crate::migrate::{self, MigrationSet, Migrator};
 
-/// A pooled `PgConnection`. Handlers get one through [`connect`]; used as a request guard it fails
-/// with 503 when no connection comes within the pool's `timeout`, and the JSON catcher answers.
+/// A pooled `PgConnection`. Handlers get one through [`connect`] and use it through
+/// [`Db::query`]; used as a request guard it fails with 503 when no connection comes within the
+/// pool's `timeout`, and the JSON catcher answers.
 #[database("students")]
-pub struct Db(PgConnection);
+pub struct Db(PgConn);
+
+impl Db {
+    /// Runs `query` on a blocking thread (diesel is synchronous). A connection that failed at the
+    /// connection level (the server restarted, say) is marked so the pool discards it.
+    pub async fn query<T, F>(&self, query: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let result = query(&mut conn.conn);
+            if let Err(err) = &result
+                && crate::error::is_connection_lost(err)
+            {
+                conn.broken = true;
+            }
+            result
+        })
+        .await
+        .map_err(ApiError::from)
+    }
+}
+
+/// A `PgConnection` as the pool holds it.
+///
+/// The stock pool of rocket_sync_db_pools checks every connection with `SELECT 1` before handing
+/// it out: a second round trip per request, which profiling showed to be the largest cost of a
+/// small query. Here a connection is trusted until a query on it fails at the connection level,
+/// which marks it broken so the pool drops it and the next request gets a fresh one.
+pub struct PgConn {
+    conn: PgConnection,
+    broken: bool,
+}
+
+impl Deref for PgConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+/// diesel's r2d2 manager, handing out [`PgConn`]s.
+pub struct PgManager(ConnectionManager<PgConnection>);
+
+impl ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = diesel_r2d2::Error;
+
+    fn connect(&self) -> Result<PgConn, Self::Error> {
+        self.0.connect().map(|conn| PgConn {
+            conn,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {
+        self.0.is_valid(&mut conn.conn)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.broken || self.0.has_broken(&mut conn.conn)
+    }
+}
+
+impl Poolable for PgConn {
+    type Manager = PgManager;
+    type Error = std::convert::Infallible;
+
+    fn pool(db_name: &str, rocket: &Rocket<Build>) -> PoolResult<Self> {
+        let config = rocket_sync_db_pools::Config::from(db_name, rocket)?;
+        // Opening every connection up front would add each one's authentication to the start;
+        // the pool grows to pool_size under load instead.
+        let min_idle: Option<u32> = rocket
+            .figment()
+            .extract_inner(&format!("databases.{db_name}.min_idle"))
+            .ok();
+        Ok(r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(min_idle.unwrap_or(1).min(config.pool_size)))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(config.timeout.into()))
+            .build(PgManager(ConnectionManager::new(&config.url)))?)
+    }
+}
 
 /// The pool as Rocket manages it; handlers take it as `&State<Pool>`.
-pub type Pool = ConnectionPool<Db, PgConnection>;
+pub type Pool = ConnectionPool<Db, PgConn>;
 
 /// A pooled connection, asked for only once a request has been validated, so that bad input and
 /// slow uploads never hold one. Fails with a 503 when none comes within the pool timeout.
@@ -54,10 +150,6 @@ async fn migrate_at_ignition(
             return Err(rocket);
         }
     };
-    if !settings.migrate_on_start {
-        log::info!("migrate_on_start is off: not applying migrations");
-        return Ok(rocket);
-    }
     let url = match config::database_url(rocket.figment()) {
         Ok(url) => url,
         Err(err) => {
@@ -66,18 +158,29 @@ async fn migrate_at_ignition(
         }
     };
 
-    // Diesel is synchronous: migrate on a blocking thread.
+    // Diesel is synchronous: connect and migrate on a blocking thread.
     let outcome = rocket::tokio::task::spawn_blocking(move || {
-        Migrator::connect(&url, migrations, settings.lock_timeout())?.run(None)
+        let conn = wait_for_database(&url, settings.database_wait())
+            .map_err(migrate::MigrateError::Connect)?;
+        if !settings.migrate_on_start {
+            return Ok(None);
+        }
+        Migrator::with_connection(conn, migrations, settings.lock_timeout())?
+            .run(None)
+            .map(Some)
     })
     .await;
 
     match outcome {
-        Ok(Ok(applied)) if applied.is_empty() => {
+        Ok(Ok(None)) => {
+            log::info!("migrate_on_start is off: not applying migrations");
+            Ok(rocket)
+        }
+        Ok(Ok(Some(applied))) if applied.is_empty() => {
             log::info!("database schema is up to date: no pending migrations");
             Ok(rocket)
         }
-        Ok(Ok(applied)) => {
+        Ok(Ok(Some(applied))) => {
             for name in &applied {
                 log::info!("applied migration {name}");
             }
@@ -93,6 +196,43 @@ async fn migrate_at_ignition(
             Err(rocket)
         }
     }
+}
+
+/// Connects to `url`, retrying with backoff for up to `patience` while the database does not
+/// answer (it is often still starting when the service does), and logging each failed attempt.
+pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, ConnectionError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match PgConnection::establish(url) {
+            Ok(conn) => {
+                if attempt > 1 {
+                    log::info!("connected to the database on attempt {attempt}");
+                }
+                return Ok(conn);
+            }
+            Err(err) if started.elapsed() + delay <= patience => {
+                log::warn!(
+                    "database not reachable (attempt {attempt}, {:.1}s of {}s): {}; retrying in {}ms",
+                    started.elapsed().as_secs_f32(),
+                    patience.as_secs(),
+                    err.to_string().trim(),
+                    delay.as_millis()
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => {
+                log::error!(
+                    "gave up on the database after {attempt} attempts in {:.1}s (database_wait = {}s)",
+                    started.elapsed().as_secs_f32(),
+                    patience.as_secs()
+                );
+                return Err(err);
+            }
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 #[derive(QueryableByName)]

@@ -82,15 +82,23 @@ impl ApiError {
     }
 }
 
+/// Whether `err` means the connection itself is gone (the server restarted or went away), as
+/// opposed to a query that failed on a healthy connection.
+pub fn is_connection_lost(err: &DieselError) -> bool {
+    matches!(
+        err,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) | DieselError::BrokenTransactionManager
+    )
+}
+
 impl From<DieselError> for ApiError {
     fn from(err: DieselError) -> Self {
         match err {
             DieselError::NotFound => ApiError::NotFound("Student not found"),
-            DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            )
-            | DieselError::BrokenTransactionManager => ApiError::Unavailable(err),
+            err if is_connection_lost(&err) => ApiError::Unavailable(err),
             // Input is validated before it reaches the database with the same rules as the CHECK
             // constraints, so reaching this means the two disagree: still the client's input,
             // and still no 500.

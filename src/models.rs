@@ -73,19 +73,19 @@ impl Student {
     /// A page in id order. Keyset pagination (`id > after_id`), never OFFSET, so a page deep in
     /// the table costs what the first one does: an index range scan of `limit` rows.
     pub fn page(conn: &mut PgConnection, request: &PageRequest) -> QueryResult<Page> {
-        let mut query = student::table
+        // Two fixed query shapes rather than a boxed query, because diesel caches the prepared
+        // statement of a fixed shape per connection and re-plans a boxed one on every call. The
+        // first page is `id > i32::MIN`: the same shape, the same index scan.
+        let query = student::table
             .select(Student::as_select())
+            .filter(student::id.gt(request.after_id.unwrap_or(i32::MIN)))
             .order_by(student::id)
             // One more than asked tells whether another page follows, without a COUNT.
-            .limit(request.limit + 1)
-            .into_boxed();
-        if let Some(major) = &request.major {
-            query = query.filter(student::major.eq(major));
-        }
-        if let Some(after_id) = request.after_id {
-            query = query.filter(student::id.gt(after_id));
-        }
-        let mut students = query.load(conn)?;
+            .limit(request.limit + 1);
+        let mut students = match &request.major {
+            Some(major) => query.filter(student::major.eq(major)).load(conn)?,
+            None => query.load(conn)?,
+        };
         let more = students.len() as i64 > request.limit;
         students.truncate(request.limit as usize);
         Ok(Page { students, more })

@@ -3,7 +3,9 @@
 mod common;
 
 use common::TestDb;
-use common::process::{Service, binary, free_port, request};
+use std::time::{Duration, Instant};
+
+use common::process::{Service, binary, forward_later, free_port, request};
 use serde_json::Value;
 
 #[test]
@@ -35,18 +37,56 @@ fn the_binary_migrates_a_fresh_database_and_serves_the_five_students_over_http()
 }
 
 #[test]
-fn the_binary_exits_non_zero_with_a_clear_message_when_the_database_is_unreachable() {
+fn started_without_a_database_it_retries_for_database_wait_then_exits_non_zero_saying_why() {
     // Nothing listens on a port we just released.
     let url = format!("postgres://nobody:nothing@127.0.0.1:{}/none", free_port());
+    let started = Instant::now();
     let output = binary(&url)
         .env("ROCKET_PORT", free_port().to_string())
+        .env("ROCKET_DATABASE_WAIT", "2")
         .output()
         .expect("run the binary");
 
     assert!(!output.status.success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it waited"
+    );
     let log = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    let attempts = log.matches("database not reachable (attempt").count();
+    assert!(
+        attempts >= 3,
+        "each attempt is logged, with backoff:\n{log}"
+    );
+    assert!(log.contains("gave up on the database after"), "{log}");
     assert!(
         log.contains("cannot connect to the database to migrate it"),
+        "{log}"
+    );
+}
+
+#[test]
+fn started_before_its_database_it_starts_normally_once_the_database_appears() {
+    let db = TestDb::new();
+    let real = url::Url::parse(db.url()).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        real.host_str().unwrap(),
+        real.port().unwrap_or(5432)
+    );
+    let port = free_port();
+    let mut late = real.clone();
+    late.set_port(Some(port)).unwrap();
+
+    let mut service = Service::start(late.as_str());
+    forward_later(port, upstream, Duration::from_millis(1500));
+
+    let (status, body) = service.wait_until_serving("/students").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log = service.stop();
+    assert!(log.contains("database not reachable (attempt 1"), "{log}");
+    assert!(
+        log.contains("connected to the database on attempt"),
         "{log}"
     );
 }

@@ -300,8 +300,17 @@ impl Migrator {
         set: MigrationSet,
         lock_timeout: Duration,
     ) -> Result<Self, MigrateError> {
+        let conn = PgConnection::establish(url).map_err(MigrateError::Connect)?;
+        Self::with_connection(conn, set, lock_timeout)
+    }
+
+    /// [`Migrator::connect`] over a connection already established (and not from a pool).
+    pub fn with_connection(
+        mut conn: PgConnection,
+        set: MigrationSet,
+        lock_timeout: Duration,
+    ) -> Result<Self, MigrateError> {
         let entries = set.entries()?;
-        let mut conn = PgConnection::establish(url).map_err(MigrateError::Connect)?;
         if !lock::acquire(&mut conn, lock_timeout)? {
             return Err(MigrateError::LockTimeout(lock_timeout.as_secs()));
         }

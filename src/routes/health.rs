@@ -45,7 +45,10 @@ pub fn health() -> Json<Status> {
 )]
 #[get("/ready")]
 pub async fn ready(pool: &State<Pool>) -> Result<Json<Status>, ApiError> {
-    let pending = db::connect(pool).await?.run(db::pending_migrations).await?;
+    let pending = db::connect(pool)
+        .await?
+        .query(db::pending_migrations)
+        .await?;
     if pending.is_empty() {
         Ok(Json(Status { status: "ready" }))
     } else {

@@ -106,7 +106,7 @@ pub async fn list(
     let request = validation::page_request(&major, &after_id, &limit)?;
     let (page, request) = db::connect(pool)
         .await?
-        .run(move |conn| Student::page(conn, &request).map(|page| (page, request)))
+        .query(move |conn| Student::page(conn, &request).map(|page| (page, request)))
         .await?;
     let next = match page.students.last() {
         Some(last) if page.more => Some(next_page_uri(&request, last.id)),
@@ -137,7 +137,7 @@ pub async fn list(
 pub async fn get_one(pool: &State<Pool>, id: &str) -> Result<Json<Student>, ApiError> {
     let id = validation::student_id(id)?;
     let db = db::connect(pool).await?;
-    Ok(Json(db.run(move |conn| Student::find(conn, id)).await?))
+    Ok(Json(db.query(move |conn| Student::find(conn, id)).await?))
 }
 
 /// Create a student.
@@ -166,7 +166,7 @@ pub async fn create(
     let input = StudentInput::complete(&body?)?;
     let student = db::connect(pool)
         .await?
-        .run(move |conn| {
+        .query(move |conn| {
             let new = input.as_new().expect("complete input has every field");
             Student::insert(conn, &new)
         })
@@ -202,7 +202,7 @@ pub async fn replace(
     let (id, input) = validation::id_and_body(id, body, StudentInput::complete)?;
     let db = db::connect(pool).await?;
     Ok(Json(
-        db.run(move |conn| Student::update(conn, id, &input.as_changes()))
+        db.query(move |conn| Student::update(conn, id, &input.as_changes()))
             .await?,
     ))
 }
@@ -235,7 +235,7 @@ pub async fn update(
     let (id, input) = validation::id_and_body(id, body, StudentInput::partial)?;
     let db = db::connect(pool).await?;
     Ok(Json(
-        db.run(move |conn| Student::update(conn, id, &input.as_changes()))
+        db.query(move |conn| Student::update(conn, id, &input.as_changes()))
             .await?,
     ))
 }
@@ -260,7 +260,7 @@ pub async fn remove(pool: &State<Pool>, id: &str) -> Result<NoContent, ApiError>
     let id = validation::student_id(id)?;
     db::connect(pool)
         .await?
-        .run(move |conn| Student::delete(conn, id))
+        .query(move |conn| Student::delete(conn, id))
         .await?;
     Ok(NoContent)
 }
