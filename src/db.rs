@@ -211,15 +211,17 @@ pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, 
                 }
                 return Ok(conn);
             }
-            Err(err) if started.elapsed() + delay <= patience => {
+            Err(err) if started.elapsed() < patience => {
+                // The last wait is cut short so the last attempt falls on the deadline.
+                let wait = delay.min(patience.saturating_sub(started.elapsed()));
                 log::warn!(
                     "database not reachable (attempt {attempt}, {:.1}s of {}s): {}; retrying in {}ms",
                     started.elapsed().as_secs_f32(),
                     patience.as_secs(),
                     err.to_string().trim(),
-                    delay.as_millis()
+                    wait.as_millis()
                 );
-                std::thread::sleep(delay);
+                std::thread::sleep(wait);
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(err) => {
