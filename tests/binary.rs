@@ -5,7 +5,7 @@ mod common;
 use common::TestDb;
 use std::time::{Duration, Instant};
 
-use common::process::{Service, binary, forward_later, free_port, request};
+use common::process::{Service, binary, free_port, request};
 use serde_json::Value;
 
 #[test]
@@ -68,18 +68,11 @@ fn started_without_a_database_it_retries_for_database_wait_then_exits_non_zero_s
 #[test]
 fn started_before_its_database_it_starts_normally_once_the_database_appears() {
     let db = TestDb::new();
-    let real = url::Url::parse(db.url()).unwrap();
-    let upstream = format!(
-        "{}:{}",
-        real.host_str().unwrap(),
-        real.port().unwrap_or(5432)
-    );
-    let port = free_port();
-    let mut late = real.clone();
-    late.set_port(Some(port)).unwrap();
+    db.refuse_connections();
 
-    let mut service = Service::start(late.as_str());
-    forward_later(port, upstream, Duration::from_millis(1500));
+    let mut service = Service::start(db.url());
+    std::thread::sleep(Duration::from_millis(1500));
+    db.allow_connections();
 
     let (status, body) = service.wait_until_serving("/students").unwrap();
     assert_eq!(status, 200, "{body}");

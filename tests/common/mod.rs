@@ -88,6 +88,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Undoes [`TestDb::refuse_connections`].
+    pub fn allow_connections(&self) {
+        sql_query(format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .execute(&mut connect(&self.admin_url))
+        .expect("allow connections");
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         // FORCE: the service under test may still hold pooled connections.

@@ -111,23 +111,3 @@ pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<(u16, Str
         .unwrap_or(0);
     Ok((status, head.to_owned(), body.to_owned()))
 }
-
-/// A TCP forwarder from a loopback port to `upstream` (`host:port`), started later than the
-/// service that uses it: a database that appears while the service is already waiting for it.
-pub fn forward_later(port: u16, upstream: String, after: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(after);
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the forwarder");
-        for client in listener.incoming() {
-            let Ok(client) = client else { continue };
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                continue;
-            };
-            let (mut client_in, mut server_in) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut client_out, mut server_out) = (client, server);
-            std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
-            std::thread::spawn(move || std::io::copy(&mut server_in, &mut client_out));
-        }
-    });
-}
