@@ -177,6 +177,8 @@ have=$(sql "SELECT count(*) FROM student")
 sql "INSERT INTO student (first_name, last_name, major)
      SELECT 'First' || n, 'Last' || n, 'Major ' || (n % 50) FROM generate_series(1, $ROWS - $have) AS n" >/dev/null
 sql "VACUUM ANALYZE student" >/dev/null
+# Flush the load now rather than let a checkpoint land in the middle of a measurement.
+sql "CHECKPOINT" >/dev/null
 deep=$(sql "SELECT id FROM student ORDER BY id OFFSET $((ROWS - 2000)) LIMIT 1")
 
 echo "GET /students?limit=1000" >&2
