@@ -43,12 +43,7 @@ cleanup() {
 trap cleanup EXIT
 admin "CREATE DATABASE $name"
 
-port=
-for _ in $(seq 1 20); do
-  candidate=$((20000 + RANDOM % 30000))
-  if ! port_in_use "$candidate"; then port=$candidate; break; fi
-done
-[ -n "$port" ] || pg_die "no free port found"
+port=$(free_port)
 
 DATABASE_URL="${base%/*}/$name$query" ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 \
   ROCKET_LOG_LEVEL=critical target/debug/students-api &

@@ -60,15 +60,6 @@ binary=target/release/students-api
 
 now_ms() { date +%s%3N; }
 
-free_port() {
-  local candidate
-  for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 30000))
-    port_in_use "$candidate" || { echo "$candidate"; return; }
-  done
-  pg_die "no free port"
-}
-
 # Status code of GET $2 on port $1 over a raw socket: cheaper than starting curl, so polling for
 # the first answer measures the service, not the poller.
 http_status() {

@@ -37,8 +37,8 @@ pg_prepare_dir "$data"
 pg_init_cluster "$data" postgres "$password"
 port=
 for _ in $(seq 1 20); do
-  candidate=$((20000 + RANDOM % 30000))
-  if ! port_in_use "$candidate" && pg_start_cluster "$data" "$candidate"; then port=$candidate; break; fi
+  candidate=$(free_port)
+  if pg_start_cluster "$data" "$candidate"; then port=$candidate; break; fi
 done
 [ -n "$port" ] || { pg_log_tail "$data"; pg_die "could not start PostgreSQL"; }
 
@@ -51,7 +51,10 @@ PG_BIN=$PG_BIN
 PG_USER=$PG_USER
 case "\$1" in
   stop) pg_stop_cluster "$data" fast ;;
-  start) pg_start_cluster "$data" "$port" || { pg_log_tail "$data"; exit 1; } ;;
+  start)
+    if pg_as_user "\$PG_BIN/pg_ctl" --pgdata="$data" status >/dev/null 2>&1; then exit 0; fi
+    pg_start_cluster "$data" "$port" || { pg_log_tail "$data"; exit 1; }
+    ;;
 esac
 HELPER
 chmod +x "$work/pg"

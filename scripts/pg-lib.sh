@@ -100,6 +100,19 @@ pg_stop_cluster() {
   pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --mode="$mode" --wait stop >/dev/null 2>&1
 }
 
+# Prints a loopback port nothing listens on (another process may still take it before use).
+free_port() {
+  local candidate
+  for _ in $(seq 1 50); do
+    candidate=$((20000 + RANDOM % 30000))
+    if ! port_in_use "$candidate"; then
+      echo "$candidate"
+      return
+    fi
+  done
+  pg_die "no free loopback port found"
+}
+
 # Succeeds when something accepts TCP connections on 127.0.0.1:$1.
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

@@ -41,8 +41,8 @@ pg_init_cluster "$workdir/data" postgres "$password"
 # A random free port; another process can take it between the check and the start, so retry.
 started=
 for _ in $(seq 1 20); do
-  port=$((20000 + RANDOM % 30000))
-  if ! port_in_use "$port" && pg_start_cluster "$workdir/data" "$port"; then
+  port=$(free_port)
+  if pg_start_cluster "$workdir/data" "$port"; then
     started=1
     break
   fi

@@ -199,12 +199,7 @@ pub async fn replace(
     id: &str,
     body: Result<JsonObject, ApiError>,
 ) -> Result<Json<Student>, ApiError> {
-    let (id, input) = validation::id_and_body(id, body, StudentInput::complete)?;
-    let db = db::connect(pool).await?;
-    Ok(Json(
-        db.query(move |conn| Student::update(conn, id, &input.as_changes()))
-            .await?,
-    ))
+    change(pool, id, body, StudentInput::complete).await
 }
 
 /// Change some fields of a student; the others stay as they are.
@@ -232,7 +227,17 @@ pub async fn update(
     id: &str,
     body: Result<JsonObject, ApiError>,
 ) -> Result<Json<Student>, ApiError> {
-    let (id, input) = validation::id_and_body(id, body, StudentInput::partial)?;
+    change(pool, id, body, StudentInput::partial).await
+}
+
+/// What `PUT` and `PATCH` share: check the id and the body together, then apply the change.
+async fn change(
+    pool: &Pool,
+    id: &str,
+    body: Result<JsonObject, ApiError>,
+    parse: fn(&JsonObject) -> Result<StudentInput, ApiError>,
+) -> Result<Json<Student>, ApiError> {
+    let (id, input) = validation::id_and_body(id, body, parse)?;
     let db = db::connect(pool).await?;
     Ok(Json(
         db.query(move |conn| Student::update(conn, id, &input.as_changes()))
