@@ -36,6 +36,27 @@ pub struct HttpValidationError {
     pub detail: Vec<FieldError>,
 }
 
+/// The 503 every route that touches the database can answer, in the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "The database is unavailable",
+    headers(("Retry-After" = i32, description = "Seconds to wait"))
+)]
+pub struct Unavailable(#[allow(dead_code)] HttpError);
+
+/// How a request body can be refused before it is read as a student, in the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyRejected {
+    #[response(status = 400, description = "The body is not valid JSON")]
+    Malformed(HttpValidationError),
+    #[response(status = 413, description = "The body is larger than 64 KiB")]
+    TooLarge(HttpError),
+    #[response(status = 415, description = "The body is not sent as application/json")]
+    NotJson(HttpError),
+}
+
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -8,7 +8,7 @@ use rocket::serde::json::Json;
 use rocket::{Request, Route, State, delete, get, patch, post, put, routes};
 
 use crate::db::{self, Pool};
-use crate::error::{ApiError, HttpError, HttpValidationError};
+use crate::error::{ApiError, BodyRejected, HttpError, HttpValidationError, Unavailable};
 use crate::models::{PageRequest, Student};
 use crate::validation::{self, JsonObject, StudentInput};
 
@@ -90,8 +90,7 @@ fn next_page_uri(request: &PageRequest, last_id: i32) -> String {
         (status = 200, description = "The page, ordered by id", body = Vec<Student>,
             headers(("Link" = String, description = "`<uri>; rel=\"next\"` when more students follow"))),
         (status = 422, description = "A query parameter is invalid", body = HttpValidationError),
-        (status = 503, description = "The database is unavailable", body = HttpError,
-            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        Unavailable,
     )
 )]
 #[get("/students?<major>&<after_id>&<limit>")]
@@ -129,8 +128,7 @@ pub async fn list(
         (status = 200, description = "The student", body = Student),
         (status = 404, description = "No student has this id", body = HttpError),
         (status = 422, description = "The id is not a 32-bit integer", body = HttpValidationError),
-        (status = 503, description = "The database is unavailable", body = HttpError,
-            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        Unavailable,
     )
 )]
 #[get("/students/<id>")]
@@ -150,12 +148,9 @@ pub async fn get_one(pool: &State<Pool>, id: &str) -> Result<Json<Student>, ApiE
     responses(
         (status = 201, description = "Created; `Location` is its URI", body = Student,
             headers(("Location" = String, description = "/students/{id} of the new student"))),
-        (status = 400, description = "The body is not valid JSON", body = HttpValidationError),
-        (status = 413, description = "The body is larger than 64 KiB", body = HttpError),
-        (status = 415, description = "The body is not sent as application/json", body = HttpError),
+        BodyRejected,
         (status = 422, description = "A field is missing, unknown or breaks its rules", body = HttpValidationError),
-        (status = 503, description = "The database is unavailable", body = HttpError,
-            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        Unavailable,
     )
 )]
 #[post("/students", data = "<body>")]
@@ -184,13 +179,10 @@ pub async fn create(
     request_body(content = StudentCreate, content_type = "application/json"),
     responses(
         (status = 200, description = "The student as now stored", body = Student),
-        (status = 400, description = "The body is not valid JSON", body = HttpValidationError),
         (status = 404, description = "No student has this id", body = HttpError),
-        (status = 413, description = "The body is larger than 64 KiB", body = HttpError),
-        (status = 415, description = "The body is not sent as application/json", body = HttpError),
+        BodyRejected,
         (status = 422, description = "The id or a field is invalid", body = HttpValidationError),
-        (status = 503, description = "The database is unavailable", body = HttpError,
-            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        Unavailable,
     )
 )]
 #[put("/students/<id>", data = "<body>")]
@@ -212,13 +204,10 @@ pub async fn replace(
     request_body(content = StudentUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The student as now stored", body = Student),
-        (status = 400, description = "The body is not valid JSON", body = HttpValidationError),
         (status = 404, description = "No student has this id", body = HttpError),
-        (status = 413, description = "The body is larger than 64 KiB", body = HttpError),
-        (status = 415, description = "The body is not sent as application/json", body = HttpError),
+        BodyRejected,
         (status = 422, description = "The id or a field is invalid", body = HttpValidationError),
-        (status = 503, description = "The database is unavailable", body = HttpError,
-            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        Unavailable,
     )
 )]
 #[patch("/students/<id>", data = "<body>")]
@@ -256,8 +245,7 @@ async fn change(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No student has this id", body = HttpError),
         (status = 422, description = "The id is not a 32-bit integer", body = HttpValidationError),
-        (status = 503, description = "The database is unavailable", body = HttpError,
-            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        Unavailable,
     )
 )]
 #[delete("/students/<id>")]
