@@ -26,17 +26,12 @@ cargo build --locked --quiet --bin students-api
 
 name="api_fuzz_$$"
 admin_url=$DATABASE_URL
-base=${admin_url%%\?*}
-query=${admin_url#"$base"}
 admin() { psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 "$admin_url" -c "$1" >/dev/null; }
 
 service=
 cleanup() {
   local status=$?
-  if [ -n "$service" ]; then
-    kill "$service" 2>/dev/null || true
-    wait "$service" 2>/dev/null || true
-  fi
+  stop_process "$service"
   admin "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true
   exit "$status"
 }
@@ -45,7 +40,7 @@ admin "CREATE DATABASE $name"
 
 port=$(free_port)
 
-DATABASE_URL="${base%/*}/$name$query" ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 \
+DATABASE_URL=$(pg_database_url "$admin_url" "$name") ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 \
   ROCKET_LOG_LEVEL=critical target/debug/students-api &
 service=$!
 

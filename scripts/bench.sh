@@ -42,18 +42,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/students-bench.XXXXXX")
 service=
 cleanup() {
   local status=$?
-  if [ -n "$service" ]; then
-    kill "$service" 2>/dev/null || true
-    wait "$service" 2>/dev/null || true
-  fi
+  stop_process "$service"
   rm -rf "$work"
   exit "$status"
 }
 trap cleanup EXIT
 
 admin_url=$DATABASE_URL
-base=${admin_url%%\?*}
-db_url="${base%/*}/bench"
+db_url=$(pg_database_url "$admin_url" bench)
 sql() { psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 --tuples-only --no-align "$db_url" -c "$1"; }
 psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 "$admin_url" -c "CREATE DATABASE bench" >/dev/null
 binary=target/release/students-api
@@ -92,8 +88,7 @@ time_to_first_200() {
 }
 
 stop_service() {
-  kill "$service" 2>/dev/null || true
-  wait "$service" 2>/dev/null || true
+  stop_process "$service"
   service=
 }
 

@@ -9,6 +9,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+. scripts/pg-lib.sh
 
 : "${DATABASE_URL:?set DATABASE_URL to a server where this role may create databases}"
 command -v diesel >/dev/null || {
@@ -18,9 +19,7 @@ command -v diesel >/dev/null || {
 
 name="schema_check_$$"
 admin_url=$DATABASE_URL
-base=${admin_url%%\?*}
-query=${admin_url#"$base"}
-check_url="${base%/*}/$name$query"
+check_url=$(pg_database_url "$admin_url" "$name")
 admin() { psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 "$admin_url" -c "$1" >/dev/null; }
 
 admin "CREATE DATABASE $name"

@@ -35,12 +35,8 @@ trap 'exit 143' TERM
 password=faults
 pg_prepare_dir "$data"
 pg_init_cluster "$data" postgres "$password"
-port=
-for _ in $(seq 1 20); do
-  candidate=$(free_port)
-  if pg_start_cluster "$data" "$candidate"; then port=$candidate; break; fi
-done
-[ -n "$port" ] || { pg_log_tail "$data"; pg_die "could not start PostgreSQL"; }
+pg_start_on_free_port "$data"
+port=$PG_PORT
 
 # The tests stop and start this cluster through this helper, as the server's own user.
 cat >"$work/pg" <<HELPER

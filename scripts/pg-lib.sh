@@ -90,6 +90,34 @@ pg_start_cluster() {
     start >/dev/null
 }
 
+# Starts the cluster in $1 on a free loopback port, which it sets in PG_PORT. Another process can
+# take a port between the check and the start, so it retries on others; it dies if none works.
+pg_start_on_free_port() {
+  local dir=$1
+  for _ in $(seq 1 20); do
+    PG_PORT=$(free_port)
+    if pg_start_cluster "$dir" "$PG_PORT"; then
+      return 0
+    fi
+  done
+  pg_log_tail "$dir"
+  pg_die "could not start PostgreSQL from $dir"
+}
+
+# The URL of database $2 on the server of URL $1 (same role, host, port and parameters).
+pg_database_url() {
+  local base=${1%%\?*}
+  echo "${base%/*}/$2${1#"$base"}"
+}
+
+# Stops a background process started by the calling script, if there is one.
+stop_process() {
+  if [ -n "${1:-}" ]; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+}
+
 # The end of a cluster's log, for error messages.
 pg_log_tail() {
   tail -n 20 "$1/server.log" >&2 2>/dev/null || true

@@ -38,20 +38,8 @@ password=throwaway
 pg_prepare_dir "$workdir/data"
 pg_init_cluster "$workdir/data" postgres "$password"
 
-# A random free port; another process can take it between the check and the start, so retry.
-started=
-for _ in $(seq 1 20); do
-  port=$(free_port)
-  if pg_start_cluster "$workdir/data" "$port"; then
-    started=1
-    break
-  fi
-done
-if [ -z "$started" ]; then
-  pg_log_tail "$workdir/data"
-  pg_die "could not start a throwaway PostgreSQL"
-fi
+pg_start_on_free_port "$workdir/data"
 
-export DATABASE_URL="postgres://postgres:$password@127.0.0.1:$port/postgres"
-echo "Throwaway PostgreSQL on 127.0.0.1:$port (removed afterwards)" >&2
+export DATABASE_URL="postgres://postgres:$password@127.0.0.1:$PG_PORT/postgres"
+echo "Throwaway PostgreSQL on 127.0.0.1:$PG_PORT (removed afterwards)" >&2
 "$@"

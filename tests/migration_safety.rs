@@ -151,6 +151,16 @@ fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_chang
     assert_eq!(last, (FILES.last().unwrap().version(), true));
 }
 
+/// Starts the binary over `db`, asserts it exits with an error, and returns what it wrote.
+fn start_expecting_refusal(db: &TestDb) -> String {
+    let start = binary(db.url())
+        .env("ROCKET_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!start.status.success(), "the service started");
+    output_text(&start)
+}
+
 #[test]
 fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
     let db = TestDb::new();
@@ -165,12 +175,7 @@ fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
         .execute(&mut db.connect())
         .unwrap();
 
-    let start = binary(db.url())
-        .env("ROCKET_PORT", free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!start.status.success());
-    let text = output_text(&start);
+    let text = start_expecting_refusal(&db);
     assert!(
         text.contains(&format!("migration {} was applied on", seed.name)),
         "{text}"
@@ -193,12 +198,7 @@ fn an_applied_migration_missing_from_the_binary_stops_the_start_and_fails_verify
         .execute(&mut db.connect())
         .unwrap();
 
-    let start = binary(db.url())
-        .env("ROCKET_PORT", free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!start.status.success());
-    let text = output_text(&start);
+    let text = start_expecting_refusal(&db);
     assert!(
         text.contains("migration version 29991231000000 was applied on"),
         "{text}"
