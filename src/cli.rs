@@ -129,7 +129,7 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
         MigrateCommand::Verify => {
             let problems = migrator.verify()?;
             if !problems.is_empty() {
-                for problem in &problems {
+                for problem in problems.iter().filter_map(|row| row.problem()) {
                     println!("MISMATCH {problem}");
                 }
                 return Err(Box::new(MigrateError::Verification(problems)));
@@ -140,7 +140,7 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(verb: &str, names: Vec<String>) {
+fn report(verb: &str, names: Vec<&str>) {
     if names.is_empty() {
         println!("nothing to do");
     }
@@ -153,7 +153,7 @@ fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
     let rows = migrator.status()?;
     let width = rows
         .iter()
-        .map(|row| row.name.as_deref().unwrap_or(&row.version).len())
+        .map(|row| row.name.unwrap_or(&row.version).len())
         .max()
         .unwrap_or(0);
     println!(
@@ -166,14 +166,20 @@ fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
             (Some(_), Checksum::MissingFromBinary) => "unknown",
             (Some(_), _) => "applied",
         };
+        let checksum = match &row.checksum {
+            Checksum::NotApplied => "-".to_owned(),
+            Checksum::Verified => "ok".to_owned(),
+            Checksum::Unrecorded => "not recorded yet".to_owned(),
+            Checksum::Changed(files) => format!("CHANGED: {}", files.join(", ")),
+            Checksum::MissingFromBinary => "MISSING from this binary".to_owned(),
+        };
         let applied_on = row
             .applied_on
             .map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();
         println!(
-            "{:<width$}  {state:<8}  {applied_on:<19}  {}",
-            row.name.as_deref().unwrap_or(&row.version),
-            row.checksum
+            "{:<width$}  {state:<8}  {applied_on:<19}  {checksum}",
+            row.name.unwrap_or(&row.version),
         );
     }
     Ok(())

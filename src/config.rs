@@ -105,4 +105,13 @@ mod tests {
         let port: u16 = figment.extract_inner("port").expect("a port is configured");
         assert_eq!(port, 8089);
     }
+
+    #[test]
+    fn rocket_toml_limits_json_bodies_to_64_kib() {
+        let limits: rocket::data::Limits = shipped_rocket_toml().extract_inner("limits").unwrap();
+        assert_eq!(
+            limits.get("json"),
+            Some(rocket::data::ByteUnit::Kibibyte(64))
+        );
+    }
 }

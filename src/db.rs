@@ -5,8 +5,6 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use diesel::migration::MigrationSource;
-use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
 use rocket::fairing::AdHoc;
@@ -15,35 +13,58 @@ use rocket_sync_db_pools::r2d2::{self, ManageConnection};
 use rocket_sync_db_pools::{ConnectionPool, PoolResult, Poolable, database};
 
 use crate::config;
-use crate::error::ApiError;
-use crate::migrate::{self, MigrationSet, Migrator};
+use crate::migrate::{self, Migrations, Migrator};
 
-/// A pooled `PgConnection`. Handlers get one through [`connect`] and use it through
-/// [`Db::query`]; used as a request guard it fails with 503 when no connection comes within the
-/// pool's `timeout`, and the JSON catcher answers.
+/// A pooled `PgConnection`, used through [`run`].
 #[database("students")]
 pub struct Db(PgConn);
 
-impl Db {
-    /// Runs `query` on a blocking thread (diesel is synchronous). A connection that failed at the
-    /// connection level (the server restarted, say) is marked so the pool discards it.
-    pub async fn query<T, F>(&self, query: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
-    {
-        self.run(move |conn| {
+/// Why [`run`] produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No pooled connection came within the pool's `timeout`: the database is down or every
+    /// connection is busy. The pool has already logged why.
+    #[error("no database connection became available within the pool timeout")]
+    NoConnection,
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Runs `query` on a pooled connection, on a blocking thread (diesel is synchronous). Call it only
+/// once a request's input is valid, so that bad input and slow uploads never hold a connection.
+/// A connection that failed at the connection level (the server restarted, say) is marked so the
+/// pool discards it.
+pub async fn run<T, F>(pool: &Pool, query: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
+{
+    let db = pool.get().await.map(Db).ok_or(DbError::NoConnection)?;
+    let result = db
+        .run(move |conn| {
             let result = query(&mut conn.conn);
             if let Err(err) = &result
-                && crate::error::is_connection_lost(err)
+                && is_connection_lost(err)
             {
                 conn.broken = true;
             }
             result
         })
-        .await
-        .map_err(ApiError::from)
-    }
+        .await;
+    Ok(result?)
+}
+
+/// Whether `err` means the connection itself is gone (the server restarted or went away), as
+/// opposed to a query that failed on a healthy connection.
+pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        err,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) | Error::BrokenTransactionManager
+    )
 }
 
 /// A `PgConnection` as the pool holds it.
@@ -117,12 +138,6 @@ impl Poolable for PgConn {
 /// The pool as Rocket manages it; handlers take it as `&State<Pool>`.
 pub type Pool = ConnectionPool<Db, PgConn>;
 
-/// A pooled connection, asked for only once a request has been validated, so that bad input and
-/// slow uploads never hold one. Fails with a 503 when none comes within the pool timeout.
-pub async fn connect(pool: &Pool) -> Result<Db, ApiError> {
-    pool.get().await.map(Db).ok_or(ApiError::NoConnection)
-}
-
 /// The pool and the startup migrations, attached together so no handler can run before the
 /// schema it queries exists.
 pub fn stage() -> AdHoc {
@@ -130,7 +145,7 @@ pub fn stage() -> AdHoc {
 }
 
 /// [`stage`] with another set of migrations, for tests that need a migration to fail.
-pub fn stage_with(migrations: MigrationSet) -> AdHoc {
+pub fn stage_with(migrations: Migrations) -> AdHoc {
     // The pool is attached only once migrations succeeded: a failed start then reports one
     // cause, instead of also waiting out the pool's timeout against a database known to be bad.
     AdHoc::try_on_ignite("Startup migrations", move |rocket| async move {
@@ -141,7 +156,7 @@ pub fn stage_with(migrations: MigrationSet) -> AdHoc {
 
 async fn migrate_at_ignition(
     rocket: Rocket<Build>,
-    migrations: MigrationSet,
+    migrations: Migrations,
 ) -> Result<Rocket<Build>, Rocket<Build>> {
     let settings = match config::migration_settings(rocket.figment()) {
         Ok(settings) => settings,
@@ -235,37 +250,4 @@ pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, 
         }
     }
     unreachable!("the loop returns")
-}
-
-#[derive(QueryableByName)]
-struct AppliedVersion {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    version: String,
-}
-
-/// Names of the embedded migrations the database has not applied, oldest first. Reads diesel's
-/// bookkeeping table without creating it (the harness's own listing would) and without the
-/// migration lock, so a readiness probe never writes and never waits.
-pub fn pending_migrations(conn: &mut PgConnection) -> QueryResult<Vec<String>> {
-    let bookkeeping_exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "to_regclass('__diesel_schema_migrations') IS NOT NULL",
-    ))
-    .get_result(conn)?;
-    let applied: Vec<String> = if bookkeeping_exists {
-        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
-            .load::<AppliedVersion>(conn)?
-            .into_iter()
-            .map(|row| row.version)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let embedded = MigrationSource::<Pg>::migrations(&migrate::EMBEDDED)
-        .map_err(diesel::result::Error::QueryBuilderError)?;
-    Ok(embedded
-        .iter()
-        .map(|migration| migration.name())
-        .filter(|name| !applied.contains(&name.version().to_string()))
-        .map(|name| name.to_string())
-        .collect())
 }

@@ -7,24 +7,23 @@
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod error;
+pub mod health;
+pub mod http;
 pub mod migrate;
-pub mod models;
 pub mod openapi;
-pub mod routes;
 pub mod schema;
-pub mod validation;
+pub mod students;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
-/// The service, ready to ignite: migrations and the pool as one stage, then the routes, the
-/// OpenAPI document with Swagger UI, and the JSON error catchers.
+/// The service, ready to ignite: the database (migrated before its pool opens), the student
+/// resource, the probes, the OpenAPI document with Swagger UI, and the JSON error catchers.
 pub fn build(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(db::stage())
-        .mount("/", routes::students::routes())
-        .mount("/", routes::health::routes())
-        .mount("/", openapi::routes())
-        .register("/", error::catchers())
+        .attach(students::stage())
+        .attach(health::stage())
+        .attach(openapi::stage())
+        .attach(http::stage())
 }

@@ -1,11 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations, and the routes that serve
 //! it at `/openapi.json` with Swagger UI at `/docs` (its files are compiled in: no network).
 
-use rocket::Route;
+use rocket::fairing::AdHoc;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{health, students};
+use crate::{health, students};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,8 +30,9 @@ use crate::routes::{health, students};
 )]
 pub struct ApiDoc;
 
-pub fn routes() -> Vec<Route> {
-    SwaggerUi::new("/docs/<_..>")
-        .url("/openapi.json", ApiDoc::openapi())
-        .into()
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("OpenAPI", |rocket| async {
+        let docs = SwaggerUi::new("/docs/<_..>").url("/openapi.json", ApiDoc::openapi());
+        rocket.mount("/", docs)
+    })
 }

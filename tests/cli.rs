@@ -3,9 +3,8 @@
 mod common;
 
 use common::process::migrate;
-use common::{TestDb, applied_versions, public_objects, schema_dump};
+use common::{FILES, TestDb, applied_versions, public_objects, schema_dump};
 use diesel::connection::SimpleConnection;
-use students_api::migrate::FILES;
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

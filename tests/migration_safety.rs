@@ -6,11 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::{Service, binary, free_port, migrate};
-use common::{TestDb, applied_versions, client};
+use common::{FILES, TestDb, applied_versions, client};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
-use students_api::migrate::{EMBEDDED, FILES, LOCK_KEY, MIGRATIONS, Migrator};
+use students_api::migrate::{LOCK_KEY, MIGRATIONS, Migrator};
 
 #[derive(QueryableByName)]
 struct Recorded {
@@ -125,7 +125,7 @@ fn migrations_applied_before_checksums_were_kept_are_adopted_on_the_next_start()
     let db = TestDb::new();
     let mut conn = db.connect();
     // As the diesel CLI, or an older release of this service, would have applied them.
-    conn.run_pending_migrations(EMBEDDED).unwrap();
+    conn.run_pending_migrations(MIGRATIONS).unwrap();
 
     let _client = client(&db);
 
@@ -140,8 +140,8 @@ fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_chang
     let _client = client(&db);
     let mut conn = db.connect();
     // `diesel migration redo`: a new application of the same files, with a new run_on.
-    conn.revert_last_migration(EMBEDDED).unwrap();
-    conn.run_pending_migrations(EMBEDDED).unwrap();
+    conn.revert_last_migration(MIGRATIONS).unwrap();
+    conn.run_pending_migrations(MIGRATIONS).unwrap();
 
     let mut migrator = Migrator::connect(db.url(), MIGRATIONS, Duration::from_secs(10)).unwrap();
     assert!(migrator.verify().unwrap().is_empty());

@@ -7,20 +7,19 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestDb, applied_versions, client, figment, public_objects, revert_through, schema_dump,
+    FILES, TestDb, applied_versions, client, figment, public_objects, revert_through, schema_dump,
     table_exists,
 };
 use diesel::prelude::*;
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use rocket::http::Status;
 use rocket::local::blocking::Client;
 use serde_json::{Value, json};
 use students_api::migrate::{
-    FILES, MIGRATIONS, MigrateError, MigrationFiles, MigrationSet, Migrator, RevertTarget,
+    MIGRATIONS, MigrateError, MigrationFiles, Migrations, Migrator, RevertTarget,
 };
 use students_api::schema::student;
 
-fn migrator(db: &TestDb, set: MigrationSet) -> Migrator {
+fn migrator(db: &TestDb, set: Migrations) -> Migrator {
     Migrator::connect(db.url(), set, Duration::from_secs(30)).expect("connect and lock")
 }
 
@@ -74,10 +73,7 @@ fn migration_versions_are_unique_and_increasing_and_every_folder_has_up_and_down
 #[test]
 fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
     for files in FILES {
-        let outside_transaction = files
-            .metadata
-            .is_some_and(|metadata| metadata.contains("run_in_transaction = false"));
-        if outside_transaction {
+        if !files.run_in_transaction {
             continue;
         }
         for (file, text) in [("up.sql", files.up), ("down.sql", files.down.unwrap_or(""))] {
@@ -220,28 +216,25 @@ fn with_migrate_on_start_off_ignition_leaves_the_database_untouched() {
     assert!(public_objects(&mut conn).is_empty());
 }
 
-const BROKEN_EMBEDDED: EmbeddedMigrations = embed_migrations!("tests/broken_migrations");
-const BROKEN: MigrationSet = MigrationSet {
-    embedded: &BROKEN_EMBEDDED,
-    files: &[
-        MigrationFiles {
-            name: "2020-01-01-000000-0000_create_thing",
-            up: include_str!("broken_migrations/2020-01-01-000000-0000_create_thing/up.sql"),
-            down: Some(include_str!(
-                "broken_migrations/2020-01-01-000000-0000_create_thing/down.sql"
-            )),
-            metadata: None,
-        },
-        MigrationFiles {
-            name: "2020-01-02-000000-0000_broken",
-            up: include_str!("broken_migrations/2020-01-02-000000-0000_broken/up.sql"),
-            down: Some(include_str!(
-                "broken_migrations/2020-01-02-000000-0000_broken/down.sql"
-            )),
-            metadata: None,
-        },
-    ],
-};
+/// A migration that fails after one that succeeds.
+const BROKEN: Migrations = Migrations(&[
+    MigrationFiles {
+        name: "2020-01-01-000000-0000_create_thing",
+        up: include_str!("broken_migrations/2020-01-01-000000-0000_create_thing/up.sql"),
+        down: Some(include_str!(
+            "broken_migrations/2020-01-01-000000-0000_create_thing/down.sql"
+        )),
+        run_in_transaction: true,
+    },
+    MigrationFiles {
+        name: "2020-01-02-000000-0000_broken",
+        up: include_str!("broken_migrations/2020-01-02-000000-0000_broken/up.sql"),
+        down: Some(include_str!(
+            "broken_migrations/2020-01-02-000000-0000_broken/down.sql"
+        )),
+        run_in_transaction: true,
+    },
+]);
 
 #[test]
 fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it() {

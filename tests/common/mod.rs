@@ -12,9 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{Bool, Text};
+use rocket::data::Limits;
 use rocket::figment::Figment;
+use rocket::figment::providers::{Format, Toml};
 use rocket::local::blocking::Client;
 use serde_json::json;
+use students_api::migrate::{self, MIGRATIONS, MigrationFiles};
 
 /// Every test database is named `students_test_<pid>_<n>`, which lets a later run recognise
 /// leftovers of a killed run by a pid that no longer exists.
@@ -158,11 +161,17 @@ fn sweep_leftovers(admin: &mut PgConnection) {
     }
 }
 
-/// The service's configuration for a test: its database, a small pool with a short timeout, and
-/// Rocket's quiet test defaults otherwise.
+/// The service's configuration for a test: its database, a small pool with a short timeout, the
+/// request limits of the shipped `Rocket.toml`, and Rocket's quiet test defaults otherwise.
 pub fn figment(db: &TestDb) -> Figment {
+    let shipped =
+        Figment::from(Toml::file(concat!(env!("CARGO_MANIFEST_DIR"), "/Rocket.toml")).nested());
+    let limits: Limits = shipped
+        .extract_inner("limits")
+        .expect("Rocket.toml sets limits");
     Figment::from(rocket::Config::debug_default())
         .merge(("log_level", "critical"))
+        .merge(("limits", limits))
         .merge((
             "databases.students",
             json!({"url": db.url(), "pool_size": 2, "timeout": POOL_TIMEOUT_SECS}),
@@ -213,42 +222,31 @@ pub fn public_objects(conn: &mut PgConnection) -> Vec<String> {
     .collect()
 }
 
+/// The service's migrations, in version order.
+pub const FILES: &[MigrationFiles] = MIGRATIONS.0;
+
 /// Versions diesel has recorded as applied, in order; none before its table exists.
 pub fn applied_versions(conn: &mut PgConnection) -> Vec<String> {
-    if !table_exists(conn, "__diesel_schema_migrations") {
-        return Vec::new();
-    }
-    #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = Text)]
-        version: String,
-    }
-    sql_query("SELECT version::text AS version FROM __diesel_schema_migrations ORDER BY version")
-        .load::<Version>(conn)
+    migrate::applied(conn)
         .expect("read __diesel_schema_migrations")
         .into_iter()
-        .map(|row| row.version)
+        .map(|(version, _)| version)
         .collect()
 }
 
 /// Reverts migrations, newest first, up to and including the one whose name ends with `suffix`.
 pub fn revert_through(conn: &mut PgConnection, suffix: &str) {
-    use diesel::migration::MigrationSource;
-    use diesel::pg::Pg;
     use diesel_migrations::MigrationHarness;
-    use students_api::migrate::EMBEDDED as MIGRATIONS;
 
-    let target = MigrationSource::<Pg>::migrations(&MIGRATIONS)
-        .expect("embedded migrations")
+    let target = FILES
         .iter()
-        .find(|migration| migration.name().to_string().ends_with(suffix))
+        .find(|files| files.name.ends_with(suffix))
         .unwrap_or_else(|| panic!("no migration named *{suffix}"))
-        .name()
-        .version()
-        .as_owned();
+        .version();
+    // Diesel's own harness, as the diesel CLI would revert: no checksum is forgotten.
     loop {
         let reverted = conn.revert_last_migration(MIGRATIONS).expect("revert");
-        if reverted == target {
+        if reverted.to_string() == target {
             return;
         }
     }

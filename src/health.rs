@@ -1,15 +1,19 @@
 //! `/health` and `/ready`, for load balancers and orchestrators.
 
+use rocket::fairing::AdHoc;
 use rocket::serde::Serialize;
 use rocket::serde::json::Json;
-use rocket::{Route, State, get, routes};
+use rocket::{State, get, routes};
 use utoipa::ToSchema;
 
 use crate::db::{self, Pool};
-use crate::error::{ApiError, HttpError};
+use crate::http::{ApiError, HttpError};
+use crate::migrate::{self, MIGRATIONS};
 
-pub fn routes() -> Vec<Route> {
-    routes![health, ready]
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Probes", |rocket| async {
+        rocket.mount("/", routes![health, ready])
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,10 +49,7 @@ pub fn health() -> Json<Status> {
 )]
 #[get("/ready")]
 pub async fn ready(pool: &State<Pool>) -> Result<Json<Status>, ApiError> {
-    let pending = db::connect(pool)
-        .await?
-        .query(db::pending_migrations)
-        .await?;
+    let pending = db::run(pool, |conn| migrate::pending(conn, MIGRATIONS)).await?;
     if pending.is_empty() {
         Ok(Json(Status { status: "ready" }))
     } else {

@@ -1,48 +1,35 @@
-//! `/students`: list, read, create, replace, change and delete students.
+//! The student resource: `/students` and `/students/{id}`, their input, their row and queries.
+//!
+//! Handlers check all input first, then take a pooled connection only for the query, so bad
+//! requests and slow uploads never hold one.
 
-use rocket::http::Header;
+pub mod input;
+pub mod model;
+
+use rocket::fairing::AdHoc;
+use rocket::form;
+use rocket::http::{Header, RawStr};
 use rocket::response::status::{Created, NoContent};
 use rocket::response::{self, Responder};
-use rocket::serde::Deserialize;
 use rocket::serde::json::Json;
-use rocket::{Request, Route, State, delete, get, patch, post, put, routes};
+use rocket::{Request, State, delete, get, patch, post, put, routes};
 
 use crate::db::{self, Pool};
-use crate::error::{ApiError, BodyRejected, HttpError, HttpValidationError, Unavailable};
-use crate::models::{PageRequest, Student};
-use crate::validation::{self, JsonObject, StudentInput};
+use crate::http::{
+    ApiError, BodyRejected, HttpError, HttpValidationError, JsonBody, Unavailable, both, path_int,
+};
+use input::{ListParams, StudentCreate, StudentUpdate};
+use model::Student;
 
-pub fn routes() -> Vec<Route> {
-    routes![list, get_one, create, replace, update, remove]
+/// The resource's routes, mounted at the root.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Students", |rocket| async {
+        rocket.mount("/", routes![list, get_one, create, replace, update, remove])
+    })
 }
 
-// These two describe request bodies in the OpenAPI document only. Requests are read through
-// `JsonObject` and `StudentInput`, which enforce the same rules and report every broken one at once.
-
-/// A new student, or every field of an existing one.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(crate = "rocket::serde", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct StudentCreate {
-    #[schema(schema_with = validation::text_schema)]
-    first_name: String,
-    #[schema(schema_with = validation::text_schema)]
-    last_name: String,
-    #[schema(schema_with = validation::text_schema)]
-    major: String,
-}
-
-/// Any subset of a student's fields, with the same rules as `StudentCreate`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(crate = "rocket::serde", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct StudentUpdate {
-    #[schema(schema_with = validation::text_schema)]
-    first_name: Option<String>,
-    #[schema(schema_with = validation::text_schema)]
-    last_name: Option<String>,
-    #[schema(schema_with = validation::text_schema)]
-    major: Option<String>,
+fn not_found() -> ApiError {
+    ApiError::not_found("Student not found")
 }
 
 /// A page of students, with a `Link` to the next one when more follow.
@@ -62,11 +49,11 @@ impl<'r> Responder<'r, 'static> for StudentPage {
 }
 
 /// The URI of the page after the one that ended at `last_id`, with the same filter and limit.
-fn next_page_uri(request: &PageRequest, last_id: i32) -> String {
-    let mut uri = format!("/students?after_id={last_id}&limit={}", request.limit);
-    if let Some(major) = &request.major {
+fn next_page_uri(params: &ListParams, last_id: i32) -> String {
+    let mut uri = format!("/students?after_id={last_id}&limit={}", *params.limit);
+    if let Some(major) = &params.major.0 {
         uri.push_str("&major=");
-        uri.push_str(rocket::http::RawStr::new(major).percent_encode().as_str());
+        uri.push_str(RawStr::new(major).percent_encode().as_str());
     }
     uri
 }
@@ -93,22 +80,18 @@ fn next_page_uri(request: &PageRequest, last_id: i32) -> String {
         Unavailable,
     )
 )]
-#[get("/students?<major>&<after_id>&<limit>")]
+#[get("/students?<params..>")]
 pub async fn list(
     pool: &State<Pool>,
-    major: Vec<&str>,
-    after_id: Vec<&str>,
-    limit: Vec<&str>,
+    params: form::Result<'_, ListParams>,
 ) -> Result<StudentPage, ApiError> {
-    // Each parameter is taken as a list so that one given twice is an error, not silently ignored
-    // (which is what Rocket does with `Option` when a value fails to parse).
-    let request = validation::page_request(&major, &after_id, &limit)?;
-    let (page, request) = db::connect(pool)
-        .await?
-        .query(move |conn| Student::page(conn, &request).map(|page| (page, request)))
-        .await?;
+    let params = params?;
+    let (page, params) = db::run(pool, move |conn| {
+        Student::page(conn, &params).map(|page| (page, params))
+    })
+    .await?;
     let next = match page.students.last() {
-        Some(last) if page.more => Some(next_page_uri(&request, last.id)),
+        Some(last) if page.more => Some(next_page_uri(&params, last.id)),
         _ => None,
     };
     Ok(StudentPage {
@@ -132,10 +115,10 @@ pub async fn list(
     )
 )]
 #[get("/students/<id>")]
-pub async fn get_one(pool: &State<Pool>, id: &str) -> Result<Json<Student>, ApiError> {
-    let id = validation::student_id(id)?;
-    let db = db::connect(pool).await?;
-    Ok(Json(db.query(move |conn| Student::find(conn, id)).await?))
+pub async fn get_one(pool: &State<Pool>, id: Result<i32, &str>) -> Result<Json<Student>, ApiError> {
+    let id = path_int("id", id)?;
+    let student = db::run(pool, move |conn| Student::find(conn, id)).await?;
+    student.map(Json).ok_or_else(not_found)
 }
 
 /// Create a student.
@@ -156,16 +139,10 @@ pub async fn get_one(pool: &State<Pool>, id: &str) -> Result<Json<Student>, ApiE
 #[post("/students", data = "<body>")]
 pub async fn create(
     pool: &State<Pool>,
-    body: Result<JsonObject, ApiError>,
+    body: Result<JsonBody<StudentCreate>, ApiError>,
 ) -> Result<Created<Json<Student>>, ApiError> {
-    let input = StudentInput::complete(&body?)?;
-    let student = db::connect(pool)
-        .await?
-        .query(move |conn| {
-            let new = input.as_new().expect("complete input has every field");
-            Student::insert(conn, &new)
-        })
-        .await?;
+    let JsonBody(new) = body?;
+    let student = db::run(pool, move |conn| Student::insert(conn, &new)).await?;
     Ok(Created::new(format!("/students/{}", student.id)).body(Json(student)))
 }
 
@@ -188,10 +165,12 @@ pub async fn create(
 #[put("/students/<id>", data = "<body>")]
 pub async fn replace(
     pool: &State<Pool>,
-    id: &str,
-    body: Result<JsonObject, ApiError>,
+    id: Result<i32, &str>,
+    body: Result<JsonBody<StudentCreate>, ApiError>,
 ) -> Result<Json<Student>, ApiError> {
-    change(pool, id, body, StudentInput::complete).await
+    let (id, JsonBody(fields)) = both(path_int("id", id), body)?;
+    let student = db::run(pool, move |conn| Student::replace(conn, id, &fields)).await?;
+    student.map(Json).ok_or_else(not_found)
 }
 
 /// Change some fields of a student; the others stay as they are.
@@ -213,25 +192,12 @@ pub async fn replace(
 #[patch("/students/<id>", data = "<body>")]
 pub async fn update(
     pool: &State<Pool>,
-    id: &str,
-    body: Result<JsonObject, ApiError>,
+    id: Result<i32, &str>,
+    body: Result<JsonBody<StudentUpdate>, ApiError>,
 ) -> Result<Json<Student>, ApiError> {
-    change(pool, id, body, StudentInput::partial).await
-}
-
-/// What `PUT` and `PATCH` share: check the id and the body together, then apply the change.
-async fn change(
-    pool: &Pool,
-    id: &str,
-    body: Result<JsonObject, ApiError>,
-    parse: fn(&JsonObject) -> Result<StudentInput, ApiError>,
-) -> Result<Json<Student>, ApiError> {
-    let (id, input) = validation::id_and_body(id, body, parse)?;
-    let db = db::connect(pool).await?;
-    Ok(Json(
-        db.query(move |conn| Student::update(conn, id, &input.as_changes()))
-            .await?,
-    ))
+    let (id, JsonBody(changes)) = both(path_int("id", id), body)?;
+    let student = db::run(pool, move |conn| Student::update(conn, id, &changes)).await?;
+    student.map(Json).ok_or_else(not_found)
 }
 
 /// Delete a student.
@@ -249,11 +215,10 @@ async fn change(
     )
 )]
 #[delete("/students/<id>")]
-pub async fn remove(pool: &State<Pool>, id: &str) -> Result<NoContent, ApiError> {
-    let id = validation::student_id(id)?;
-    db::connect(pool)
-        .await?
-        .query(move |conn| Student::delete(conn, id))
-        .await?;
-    Ok(NoContent)
+pub async fn remove(pool: &State<Pool>, id: Result<i32, &str>) -> Result<NoContent, ApiError> {
+    let id = path_int("id", id)?;
+    match db::run(pool, move |conn| Student::delete(conn, id)).await? {
+        true => Ok(NoContent),
+        false => Err(not_found()),
+    }
 }

@@ -1,0 +1,106 @@
+//! Failures Rocket answers itself, as JSON: no route matched (404, or 405 with `Allow` when the
+//! path exists with other methods), a request guard failed (the pool's guard fails with 503 when
+//! no connection comes within the pool timeout), a handler panicked (500).
+
+use rocket::http::{Header, Method, Status};
+use rocket::response::{self, Responder};
+use rocket::{Catcher, Request, catch, catchers};
+
+use super::error::{NO_CONNECTION, message, unavailable};
+
+pub fn catchers() -> Vec<Catcher> {
+    catchers![bad_request, not_found, service_unavailable, any_status]
+}
+
+/// A JSON error answer produced by a catcher.
+pub struct Caught(response::Result<'static>);
+
+impl<'r> Responder<'r, 'static> for Caught {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        self.0
+    }
+}
+
+#[catch(404)]
+fn not_found(request: &Request<'_>) -> Caught {
+    if allowed_methods(request).is_empty() {
+        Caught(message(Status::NotFound, "Not Found", request))
+    } else {
+        method_not_allowed(request)
+    }
+}
+
+fn method_not_allowed(request: &Request<'_>) -> Caught {
+    let allow = allowed_methods(request)
+        .iter()
+        .map(|method| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Caught(
+        message(Status::MethodNotAllowed, "Method Not Allowed", request).map(|mut response| {
+            response.set_header(Header::new("Allow", allow));
+            response
+        }),
+    )
+}
+
+/// Rocket cannot represent a method it does not know (`QUERY`, say): it hands such a request to
+/// this catcher as a GET that never went through routing. On a path that has routes, that is a
+/// method this service does not allow, so it gets the same 405 as any other.
+#[catch(400)]
+fn bad_request(request: &Request<'_>) -> Caught {
+    if request.route().is_none() && !allowed_methods(request).is_empty() {
+        return method_not_allowed(request);
+    }
+    Caught(message(Status::BadRequest, "Bad Request", request))
+}
+
+#[catch(503)]
+fn service_unavailable(request: &Request<'_>) -> Caught {
+    Caught(unavailable(NO_CONNECTION, request))
+}
+
+#[catch(default)]
+fn any_status(status: Status, request: &Request<'_>) -> Caught {
+    Caught(message(status, status.reason_lossy(), request))
+}
+
+/// The methods of the mounted routes whose path matches the request's, sorted, with HEAD wherever
+/// GET is (Rocket answers HEAD from GET routes).
+///
+/// Rocket 0.5 has no 405 of its own and keeps its route matching (`Route::matches`) crate-private,
+/// so the path is compared segment by segment here; `<param>` matches any one segment and
+/// `<param..>` the rest.
+fn allowed_methods(request: &Request<'_>) -> Vec<Method> {
+    let path: Vec<&str> = segments(request.uri().path().as_str());
+    let mut methods: Vec<Method> = request
+        .rocket()
+        .routes()
+        .filter(|route| route_path_matches(&segments(route.uri.path()), &path))
+        .map(|route| route.method)
+        .collect();
+    if methods.contains(&Method::Get) {
+        methods.push(Method::Head);
+    }
+    methods.sort_by_key(|method| method.as_str());
+    methods.dedup();
+    methods
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect()
+}
+
+fn route_path_matches(route: &[&str], path: &[&str]) -> bool {
+    match (route.first(), path.first()) {
+        (Some(segment), _) if segment.starts_with('<') && segment.ends_with("..>") => true,
+        (Some(segment), Some(actual)) => {
+            (segment.starts_with('<') || segment == actual)
+                && route_path_matches(&route[1..], &path[1..])
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}

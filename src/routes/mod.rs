@@ -1,4 +1,0 @@
-//! HTTP routes, one module per resource, each exporting `routes()`.
-
-pub mod health;
-pub mod students;

@@ -1,0 +1,230 @@
+//! What clients send: the bodies of `POST`, `PUT` and `PATCH` and the query of `GET /students`.
+//! Each type here is at once what is parsed, what is written to the table and what
+//! `/openapi.json` documents, so the three cannot drift apart.
+
+use diesel::expression::AsExpression;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+use rocket::form::{self, FromForm, FromFormField, Strict, ValueField};
+use serde_json::Value;
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::http::{Fields, FromJson, FromJsonObject, Problem};
+use crate::schema::student;
+
+/// A first name, last name or major: a JSON string of at most [`Name::MAX_CHARS`] characters as
+/// sent, not blank, without NUL (PostgreSQL text cannot hold it); stored trimmed. The table's
+/// CHECK constraints hold the same rule for every other writer.
+#[derive(Debug, Clone, PartialEq, Eq, AsExpression)]
+#[diesel(sql_type = Text)]
+pub struct Name(String);
+
+impl Name {
+    /// In characters (Unicode scalar values), as PostgreSQL's `char_length` counts them.
+    pub const MAX_CHARS: usize = 100;
+
+    /// The rule as a JSON Schema `pattern`: at least one character that is not whitespace (Rust's
+    /// `char::is_whitespace`, spelled out so every regex engine reads it the same way), no NUL.
+    pub const PATTERN: &str = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromJson for Name {
+    fn from_json(value: &Value) -> Result<Self, Problem> {
+        let Value::String(text) = value else {
+            return Err(Problem::new(
+                "Input should be a valid string",
+                "string_type",
+            ));
+        };
+        reject_nul(text)?;
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(Problem::new(
+                format!("String should have at most {} characters", Self::MAX_CHARS),
+                "string_too_long",
+            ));
+        }
+        match text.trim() {
+            "" => Err(Problem::new(
+                "String should have at least 1 character that is not whitespace",
+                "string_too_short",
+            )),
+            trimmed => Ok(Name(trimmed.to_owned())),
+        }
+    }
+}
+
+fn reject_nul(text: &str) -> Result<(), Problem> {
+    match text.contains('\0') {
+        true => Err(Problem::new(
+            "String should not contain NUL characters",
+            "string_pattern_mismatch",
+        )),
+        false => Ok(()),
+    }
+}
+
+impl PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some(Self::PATTERN))
+            .description(Some(
+                "Trimmed before it is stored; at most 100 characters as sent, not blank, no NUL.",
+            ))
+            .into()
+    }
+}
+
+impl ToSql<Text, Pg> for Name {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+/// A new student, or every field of an existing one.
+#[derive(Debug, Insertable, AsChangeset, ToSchema)]
+#[diesel(table_name = student)]
+// Read by utoipa only: documents that unknown fields are refused, as `JsonBody` refuses them.
+#[serde(deny_unknown_fields)]
+pub struct StudentCreate {
+    #[schema(schema_with = Name::schema)]
+    pub first_name: Name,
+    #[schema(schema_with = Name::schema)]
+    pub last_name: Name,
+    #[schema(schema_with = Name::schema)]
+    pub major: Name,
+}
+
+impl FromJsonObject for StudentCreate {
+    fn from_fields(fields: &mut Fields) -> Option<Self> {
+        // Every field is read before any is required, so one answer names all that are wrong.
+        let first_name = fields.required("first_name");
+        let last_name = fields.required("last_name");
+        let major = fields.required("major");
+        Some(StudentCreate {
+            first_name: first_name?,
+            last_name: last_name?,
+            major: major?,
+        })
+    }
+}
+
+/// Any subset of a student's fields, with the same rules as `StudentCreate`.
+#[derive(Debug, AsChangeset, ToSchema)]
+#[diesel(table_name = student)]
+#[serde(deny_unknown_fields)]
+pub struct StudentUpdate {
+    #[schema(schema_with = Name::schema)]
+    pub first_name: Option<Name>,
+    #[schema(schema_with = Name::schema)]
+    pub last_name: Option<Name>,
+    #[schema(schema_with = Name::schema)]
+    pub major: Option<Name>,
+}
+
+impl StudentUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.first_name.is_none() && self.last_name.is_none() && self.major.is_none()
+    }
+}
+
+impl FromJsonObject for StudentUpdate {
+    fn from_fields(fields: &mut Fields) -> Option<Self> {
+        Some(StudentUpdate {
+            first_name: fields.optional("first_name"),
+            last_name: fields.optional("last_name"),
+            major: fields.optional("major"),
+        })
+    }
+}
+
+pub const DEFAULT_PAGE_LIMIT: i32 = 100;
+pub const MAX_PAGE_LIMIT: i32 = 1000;
+
+/// The query of `GET /students`.
+///
+/// Each parameter is `Strict`, so one given twice is a 422 (`ErrorKind::Duplicate`) rather than
+/// Rocket's lenient first-value-wins, while the struct stays lenient so an unknown parameter is
+/// ignored, as FastAPI ignores it. `Strict` also makes a missing parameter an error, hence the
+/// `default_with`s. Rocket's `Option<T>` is not used: it turns a value that fails to parse into
+/// `None` instead of an error.
+#[derive(Debug, FromForm)]
+pub struct ListParams {
+    #[field(default_with = Some(Strict::from(MajorFilter(None))))]
+    pub major: Strict<MajorFilter>,
+    /// The first page is everything after the smallest id: one query shape for every page.
+    #[field(default_with = Some(Strict::from(i32::MIN)))]
+    pub after_id: Strict<i32>,
+    #[field(default_with = Some(Strict::from(DEFAULT_PAGE_LIMIT)))]
+    #[field(validate = page_limit())]
+    pub limit: Strict<i32>,
+}
+
+/// Rocket's `range` validator reports both bounds but not which one was crossed, which the 422
+/// says, so the check is written out.
+fn page_limit<'v>(limit: &i32) -> form::Result<'v, ()> {
+    let problem = match *limit {
+        1..=MAX_PAGE_LIMIT => return Ok(()),
+        ..1 => Problem::new(
+            "Input should be greater than or equal to 1",
+            "greater_than_equal",
+        ),
+        _ => Problem::new(
+            format!("Input should be less than or equal to {MAX_PAGE_LIMIT}"),
+            "less_than_equal",
+        ),
+    };
+    Err(form::Error::custom(problem).into())
+}
+
+/// `?major=`: only students whose major is exactly this, which cannot hold NUL.
+#[derive(Debug)]
+pub struct MajorFilter(pub Option<String>);
+
+impl<'v> FromFormField<'v> for MajorFilter {
+    fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
+        reject_nul(field.value).map_err(form::Error::custom)?;
+        Ok(MajorFilter(Some(field.value.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Result<Name, Problem> {
+        Name::from_json(&Value::from(text))
+    }
+
+    #[test]
+    fn a_name_is_trimmed_and_counted_in_characters_not_bytes() {
+        let hundred_emoji = "😀".repeat(100);
+        assert_eq!(name(&hundred_emoji).unwrap().as_str(), hundred_emoji);
+        assert_eq!(name("  Ada \n").unwrap().as_str(), "Ada");
+        assert_eq!(name(&"😀".repeat(101)).unwrap_err().kind, "string_too_long");
+        assert_eq!(name("\u{3000}\t").unwrap_err().kind, "string_too_short");
+    }
+
+    #[test]
+    fn the_schema_pattern_names_exactly_the_characters_rust_trims() {
+        let listed: Vec<char> = ('\0'..=char::MAX).filter(|c| c.is_whitespace()).collect();
+        let expected: Vec<char> = "\t\n\u{b}\u{c}\r \u{85}\u{a0}\u{1680}"
+            .chars()
+            .chain('\u{2000}'..='\u{200a}')
+            .chain("\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}".chars())
+            .collect();
+        assert_eq!(
+            listed, expected,
+            "update Name::PATTERN and the CHECK migration"
+        );
+    }
+}
