@@ -88,6 +88,16 @@ fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
 }
 
 #[test]
+fn only_the_concurrent_index_migration_runs_outside_a_transaction_as_its_metadata_says() {
+    let outside: Vec<&str> = FILES
+        .iter()
+        .filter(|files| !files.run_in_transaction)
+        .map(|files| files.name)
+        .collect();
+    assert_eq!(outside, ["2026-11-27-164550-0000_index_student_major"]);
+}
+
+#[test]
 fn ignition_applies_every_migration_to_an_empty_database_and_records_each_version() {
     let db = TestDb::new();
     let _client = client(&db);

@@ -5,10 +5,9 @@
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
-use diesel::dsl::{now, sql};
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
-use diesel::upsert::excluded;
 
 use super::source::{MigrationFiles, Migrations};
 
@@ -28,13 +27,8 @@ diesel::table! {
         /// diesel's `run_on` of the application these checksums describe: a migration re-applied
         /// by another tool (`diesel migration redo`) gets a new `run_on`, and is adopted afresh.
         run_on -> Timestamp,
-        recorded_at -> Timestamptz,
-        adopted -> Bool,
     }
 }
-
-use __diesel_schema_migrations as diesel_table;
-use __migration_checksums as checksums;
 
 pub const CREATE_CHECKSUMS: &str = "\
 CREATE TABLE IF NOT EXISTS __migration_checksums (
@@ -55,8 +49,9 @@ fn table_exists(conn: &mut PgConnection, table: &str) -> QueryResult<bool> {
 
 /// Applied versions and when each was applied, oldest first.
 pub fn applied(conn: &mut PgConnection) -> QueryResult<Vec<(String, NaiveDateTime)>> {
+    use __diesel_schema_migrations::{table, version};
     match table_exists(conn, "__diesel_schema_migrations")? {
-        true => diesel_table::table.order(diesel_table::version).load(conn),
+        true => table.order(version).load(conn),
         false => Ok(Vec::new()),
     }
 }
@@ -82,83 +77,58 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// The files of `files` that differ from what was recorded.
+    /// Those of `files` that differ from what was recorded.
     pub fn changed_files(&self, files: &MigrationFiles) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        if self.up_sha256 != files.up_sha256() {
-            changed.push("up.sql");
-        }
-        if self.down_sha256 != files.down_sha256() {
-            changed.push("down.sql");
-        }
-        changed
+        let up = (self.up_sha256 != files.up_sha256()).then_some("up.sql");
+        let down = (self.down_sha256 != files.down_sha256()).then_some("down.sql");
+        up.into_iter().chain(down).collect()
     }
 }
 
 pub fn recorded(conn: &mut PgConnection) -> QueryResult<Vec<Recorded>> {
-    if !table_exists(conn, "__migration_checksums")? {
-        return Ok(Vec::new());
+    match table_exists(conn, "__migration_checksums")? {
+        true => __migration_checksums::table.load(conn),
+        false => Ok(Vec::new()),
     }
-    use checksums::{down_sha256, run_on, up_sha256, version};
-    checksums::table
-        .select((version, up_sha256, down_sha256, run_on))
-        .load(conn)
 }
 
-/// Records the checksums of `files` against its current application in diesel's table; `adopted`
-/// says it was applied before, without a record.
+/// Records the checksums of applied `files`; `adopting` says it was applied without a record.
 pub fn record(conn: &mut PgConnection, files: &MigrationFiles, adopting: bool) -> QueryResult<()> {
-    use checksums::*;
-    conn.batch_execute(CREATE_CHECKSUMS)?;
-    let applied = diesel_table::table.find(files.version());
-    let applied_on: NaiveDateTime = applied.select(diesel_table::run_on).first(conn)?;
-    diesel::insert_into(table)
-        .values((
-            version.eq(files.version()),
-            up_sha256.eq(files.up_sha256()),
-            down_sha256.eq(files.down_sha256()),
-            run_on.eq(applied_on),
-            adopted.eq(adopting),
-        ))
-        .on_conflict(version)
-        .do_update()
-        .set((
-            up_sha256.eq(excluded(up_sha256)),
-            down_sha256.eq(excluded(down_sha256)),
-            run_on.eq(excluded(run_on)),
-            adopted.eq(excluded(adopted)),
-            recorded_at.eq(now),
-        ))
-        .execute(conn)
-        .map(drop)
+    conn.batch_execute(&format!(
+        "{CREATE_CHECKSUMS}\n{}",
+        record_sql(files, adopting)
+    ))
 }
 
-pub fn forget(conn: &mut PgConnection, files: &MigrationFiles) -> QueryResult<()> {
-    let recorded = checksums::table.find(files.version());
-    diesel::delete(recorded).execute(conn).map(drop)
-}
+// The statements below are what the service runs and what `migrate sql` prints, so a printed
+// script does exactly what `migrate run` would. `build.rs` allows only letters and digits in a
+// version, and checksums are hex, so the literals need no quoting.
 
-/// What diesel's harness and [`record`] write when `files` is applied, as SQL for a script.
-/// `build.rs` allows only letters and digits in a version and checksums are hex, so the literals
-/// need no quoting.
-pub fn record_sql(files: &MigrationFiles) -> String {
-    let version = files.version();
+/// Records the checksums of `files` against its application in diesel's table.
+pub fn record_sql(files: &MigrationFiles, adopting: bool) -> String {
     format!(
-        "INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}');\n\
-         INSERT INTO __migration_checksums (version, up_sha256, down_sha256, run_on)\n\
-         SELECT version, '{up}', '{down}', run_on FROM __diesel_schema_migrations WHERE version = '{version}'\n\
-         ON CONFLICT (version) DO UPDATE SET up_sha256 = EXCLUDED.up_sha256, down_sha256 = \
-         EXCLUDED.down_sha256, run_on = EXCLUDED.run_on, recorded_at = now(), adopted = false;",
-        up = files.up_sha256(),
-        down = files.down_sha256(),
+        "INSERT INTO __migration_checksums (version, up_sha256, down_sha256, run_on, adopted)\n\
+         SELECT version, '{}', '{}', run_on, {adopting} FROM __diesel_schema_migrations \
+         WHERE version = '{}'\n\
+         ON CONFLICT (version) DO UPDATE SET up_sha256 = EXCLUDED.up_sha256, \
+         down_sha256 = EXCLUDED.down_sha256, run_on = EXCLUDED.run_on, recorded_at = now(), \
+         adopted = EXCLUDED.adopted;",
+        files.up_sha256(),
+        files.down_sha256(),
+        files.version(),
     )
 }
 
-/// What diesel's harness and [`forget`] do when `files` is reverted, as SQL for a script.
 pub fn forget_sql(files: &MigrationFiles) -> String {
     let version = files.version();
-    format!(
-        "DELETE FROM __diesel_schema_migrations WHERE version = '{version}';\n\
-         DELETE FROM __migration_checksums WHERE version = '{version}';"
-    )
+    format!("DELETE FROM __migration_checksums WHERE version = '{version}';")
+}
+
+/// What diesel's harness itself writes when it applies or reverts `files`, for a script.
+pub fn diesel_sql(files: &MigrationFiles, applying: bool) -> String {
+    let version = files.version();
+    match applying {
+        true => format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}');"),
+        false => format!("DELETE FROM __diesel_schema_migrations WHERE version = '{version}';"),
+    }
 }

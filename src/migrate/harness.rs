@@ -1,9 +1,10 @@
-//! diesel's `MigrationHarness` wrapped so that each migration's checksums are recorded (or
-//! forgotten) in the same transaction as diesel's own bookkeeping row, or, for `migrate sql`,
-//! so that what would run is written to a script instead. Either way diesel's
-//! `pending_migrations`, `run_next_migration` and `revert_last_migration` choose what runs.
+//! diesel's `MigrationHarness`, wrapped so that each migration's checksums are recorded (or
+//! forgotten) in the same transaction as diesel's own bookkeeping row, or, for `migrate sql`, so
+//! that what would run is appended to a script instead. Either way diesel's `pending_migrations`,
+//! `run_next_migration` and `revert_last_migration` choose what runs.
 
-use diesel::migration::{self, Migration, MigrationVersion};
+use diesel::connection::SimpleConnection;
+use diesel::migration::{self, CREATE_MIGRATIONS_TABLE, Migration, MigrationVersion};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_migrations::{MigrationError, MigrationHarness};
@@ -13,7 +14,7 @@ use super::{MigrateError, MigrationFiles, Migrations, RevertTarget, bookkeeping}
 pub struct Harness<'a> {
     conn: &'a mut PgConnection,
     set: Migrations,
-    /// `Some` when printing: the script so far, and the versions applied once it has run.
+    /// When printing: the script so far, and what would be applied once it ran, newest first.
     script: Option<(String, Vec<MigrationVersion<'static>>)>,
 }
 
@@ -28,12 +29,8 @@ impl<'a> Harness<'a> {
 
     /// Starts from what the database has applied, read without creating any table.
     pub fn printing(conn: &'a mut PgConnection, set: Migrations) -> Result<Self, MigrateError> {
-        let applied = bookkeeping::applied(conn)?;
-        let applied = applied
-            .into_iter()
-            .rev()
-            .map(|(version, _)| version.into())
-            .collect();
+        let applied = bookkeeping::applied(conn)?.into_iter().rev();
+        let applied = applied.map(|(version, _)| version.into()).collect();
         Ok(Harness {
             conn,
             set,
@@ -41,41 +38,33 @@ impl<'a> Harness<'a> {
         })
     }
 
-    /// The script, with the bookkeeping tables created first when it applies migrations.
+    /// The script; one that `applies` creates the bookkeeping tables first, as the service does.
     pub fn into_script(self, applies: bool) -> String {
         let (sql, _) = self.script.unwrap_or_default();
         match (sql.is_empty(), applies) {
-            (true, _) => "-- Nothing to do: the database is already there.\n".to_owned(),
-            (false, true) => format!(
-                "{}\n{}\n{sql}",
-                migration::CREATE_MIGRATIONS_TABLE.trim_end(),
-                bookkeeping::CREATE_CHECKSUMS
-            ),
+            (true, _) => "-- Nothing to do: the database is already there.\n".into(),
+            (false, true) => {
+                let tables = CREATE_MIGRATIONS_TABLE.trim_end();
+                format!("{tables}\n{}\n{sql}", bookkeeping::CREATE_CHECKSUMS)
+            }
             (false, false) => sql,
         }
     }
 
-    fn files(
-        &self,
-        version: &MigrationVersion<'_>,
-    ) -> Result<&'static MigrationFiles, MigrateError> {
-        let version = version.to_string();
-        self.set
-            .find(&version)
-            .ok_or(MigrateError::UnknownVersion(version))
+    fn find(&self, spec: &str) -> Result<&'static MigrationFiles, MigrateError> {
+        let unknown = || MigrateError::UnknownVersion(spec.to_owned());
+        self.set.find(spec).ok_or_else(unknown)
     }
 
-    /// Applies pending migrations, oldest first, up to and including `last`.
-    pub fn apply(
-        &mut self,
-        last: Option<&MigrationFiles>,
-    ) -> Result<Vec<&'static str>, MigrateError> {
+    /// Applies pending migrations, oldest first, all of them or up to and including `to`.
+    pub fn apply(&mut self, to: Option<&str>) -> Result<Vec<&'static str>, MigrateError> {
+        let last = to.map(|spec| self.find(spec)).transpose()?;
         let pending = self
             .pending_migrations(self.set)
             .map_err(MigrateError::Database)?;
         let mut applied = Vec::new();
         for migration in pending {
-            let files = self.files(&migration.name().version())?;
+            let files = self.find(&migration.name().version().to_string())?;
             if last.is_some_and(|last| files.version() > last.version()) {
                 break;
             }
@@ -92,15 +81,14 @@ impl<'a> Harness<'a> {
         Ok(applied)
     }
 
-    /// How many of the applied migrations `target` reverts.
-    pub fn count(&mut self, target: &RevertTarget) -> Result<usize, MigrateError> {
+    /// Reverts applied migrations, newest first, as `target` says.
+    pub fn revert(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
         let applied = self.applied_migrations().map_err(MigrateError::Database)?;
-        Ok(match target {
+        let count = match target {
             RevertTarget::Last(n) => *n,
             RevertTarget::All => applied.len(),
             RevertTarget::To(spec) => {
-                let keep = self.set.find(spec);
-                let keep = keep.ok_or_else(|| MigrateError::UnknownVersion(spec.clone()))?;
+                let keep = self.find(spec)?;
                 let version = MigrationVersion::from(keep.version());
                 if !applied.contains(&version) {
                     return Err(MigrateError::NotApplied(keep.name));
@@ -110,16 +98,10 @@ impl<'a> Harness<'a> {
                     .take_while(|applied| **applied > version)
                     .count()
             }
-        })
-    }
-
-    /// Reverts the last `count` applied migrations, newest first.
-    pub fn revert(&mut self, count: usize) -> Result<Vec<&'static str>, MigrateError> {
+        };
         let mut reverted = Vec::new();
-        while reverted.len() < count {
-            let applied = self.applied_migrations().map_err(MigrateError::Database)?;
-            let Some(newest) = applied.first() else { break };
-            let name = self.files(newest)?.name;
+        for newest in applied.iter().take(count) {
+            let name = self.find(&newest.to_string())?.name;
             if let Err(source) = self.revert_last_migration(self.set) {
                 return Err(MigrateError::RevertFailed { name, source });
             }
@@ -128,34 +110,62 @@ impl<'a> Harness<'a> {
         Ok(reverted)
     }
 
-    /// Appends `body` and its bookkeeping to the script, in a transaction unless the migration
-    /// runs outside one.
-    fn print(&mut self, heading: String, files: &MigrationFiles, body: &str, bookkeeping: String) {
-        let Some((sql, _)) = &mut self.script else {
-            return;
+    /// Applies (or reverts) `migration` and its checksums, or appends both to the script.
+    fn step(
+        &mut self,
+        migration: &dyn Migration<Pg>,
+        applying: bool,
+    ) -> migration::Result<MigrationVersion<'static>> {
+        let files = self.find(&migration.name().version().to_string())?;
+        let version = migration.name().version().as_owned();
+        let checksums = match applying {
+            true => bookkeeping::record_sql(files, false),
+            false => bookkeeping::forget_sql(files),
         };
-        sql.push_str(&heading);
-        let (begin, commit) = match files.run_in_transaction {
-            true => ("BEGIN;\n", "COMMIT;\n"),
-            false => (
-                "-- (outside a transaction: metadata.toml says run_in_transaction = false)\n",
-                "",
-            ),
+        if let Some((sql, applied)) = &mut self.script {
+            let (verb, body) = match applying {
+                true => ("Apply", files.up),
+                false => (
+                    "Revert",
+                    files.down.ok_or(MigrationError::NoMigrationRevertFile)?,
+                ),
+            };
+            let (begin, commit) = match files.run_in_transaction {
+                true => ("BEGIN;\n", "COMMIT;\n"),
+                false => (
+                    "-- (outside a transaction: metadata.toml says run_in_transaction = false)\n",
+                    "",
+                ),
+            };
+            let diesel_row = bookkeeping::diesel_sql(files, applying);
+            let body = body.trim_end();
+            *sql +=
+                &format!("\n-- {verb} {files}\n{begin}{body}\n{diesel_row}\n{checksums}\n{commit}");
+            applied.retain(|applied| *applied != version);
+            if applying {
+                applied.push(version.as_owned());
+                applied.sort_by(|a, b| b.cmp(a));
+            }
+            return Ok(version);
+        }
+        log::info!(
+            "{} migration {files}",
+            if applying { "applying" } else { "reverting" }
+        );
+        let step = |conn: &mut PgConnection| -> migration::Result<_> {
+            match applying {
+                true => conn.run_migration(migration)?,
+                false => conn.revert_migration(migration)?,
+            };
+            conn.batch_execute(&checksums)?;
+            Ok(version)
         };
-        *sql += &format!("{begin}{}\n{bookkeeping}\n{commit}", body.trim_end());
-    }
-}
-
-/// Runs `step` in a transaction when the migration runs in one; diesel's own transaction around
-/// the migration then becomes a savepoint in it, and the checksum commits with diesel's row.
-fn in_its_transaction(
-    conn: &mut PgConnection,
-    files: &MigrationFiles,
-    step: impl FnOnce(&mut PgConnection) -> migration::Result<MigrationVersion<'static>>,
-) -> migration::Result<MigrationVersion<'static>> {
-    match files.run_in_transaction {
-        true => conn.transaction(step),
-        false => step(conn),
+        // In a transaction of its own, diesel's transaction around the migration becomes a
+        // savepoint: the checksums commit with diesel's row, or neither does.
+        match files.run_in_transaction {
+            true => self.conn.transaction(step),
+            false => step(self.conn),
+        }
     }
 }
 
@@ -164,49 +174,24 @@ impl MigrationHarness<Pg> for Harness<'_> {
         &mut self,
         migration: &dyn Migration<Pg>,
     ) -> migration::Result<MigrationVersion<'static>> {
-        let files = self.files(&migration.name().version())?;
-        let version = migration.name().version().as_owned();
-        if let Some((_, applied)) = &mut self.script {
-            applied.push(version.as_owned());
-            applied.sort_by(|a, b| b.cmp(a));
-            let heading = format!("\n-- Apply {files}\n");
-            self.print(heading, files, files.up, bookkeeping::record_sql(files));
-            return Ok(version);
-        }
-        log::info!("applying migration {files}");
-        in_its_transaction(self.conn, files, |conn| {
-            conn.run_migration(migration)?;
-            bookkeeping::record(conn, files, false)?;
-            Ok(version)
-        })
+        self.step(migration, true)
     }
 
     fn revert_migration(
         &mut self,
         migration: &dyn Migration<Pg>,
     ) -> migration::Result<MigrationVersion<'static>> {
-        let files = self.files(&migration.name().version())?;
-        let version = migration.name().version().as_owned();
-        if let Some((_, applied)) = &mut self.script {
-            applied.retain(|applied| *applied != version);
-            let down = files.down.ok_or(MigrationError::NoMigrationRevertFile)?;
-            let heading = format!("\n-- Revert {files}\n");
-            self.print(heading, files, down, bookkeeping::forget_sql(files));
-            return Ok(version);
-        }
-        log::info!("reverting migration {files}");
-        in_its_transaction(self.conn, files, |conn| {
-            conn.revert_migration(migration)?;
-            bookkeeping::forget(conn, files)?;
-            Ok(version)
-        })
+        self.step(migration, false)
     }
 
-    /// Newest first, as diesel's own harness lists them.
+    /// Newest first, as diesel's own harness lists them; like it, creates its table when missing.
     fn applied_migrations(&mut self) -> migration::Result<Vec<MigrationVersion<'static>>> {
         match &self.script {
             Some((_, applied)) => Ok(applied.iter().map(MigrationVersion::as_owned).collect()),
-            None => self.conn.applied_migrations(),
+            None => {
+                self.conn.batch_execute(bookkeeping::CREATE_CHECKSUMS)?;
+                self.conn.applied_migrations()
+            }
         }
     }
 }

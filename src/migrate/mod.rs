@@ -210,24 +210,18 @@ impl Migrator {
     /// Fails on any problem [`Migrator::verify`] finds; then records the checksums of applied
     /// migrations that have none. Every command that changes the schema starts with this.
     fn check_and_adopt(&mut self) -> Result<(), MigrateError> {
-        let rows = self.status()?;
-        if rows.iter().any(|row| row.problem().is_some()) {
-            let problems = rows.into_iter().filter(|row| row.problem().is_some());
-            return Err(MigrateError::Verification(problems.collect()));
+        let problems = self.verify()?;
+        if !problems.is_empty() {
+            return Err(MigrateError::Verification(problems));
         }
-        let set = self.set;
-        let unrecorded = rows
-            .iter()
-            .filter(|row| row.checksum == Checksum::Unrecorded);
-        for files in unrecorded.filter_map(|row| set.find(row.name?)) {
-            bookkeeping::record(&mut self.conn, files, true)?;
-            log::info!("recorded the checksums of {files}, applied before they were kept");
+        for row in self.status()? {
+            if let (Checksum::Unrecorded, Some(files)) = (row.checksum, self.set.find(&row.version))
+            {
+                bookkeeping::record(&mut self.conn, files, true)?;
+                log::info!("recorded the checksums of {files}, applied before they were kept");
+            }
         }
         Ok(())
-    }
-
-    fn find(&self, spec: &str) -> Result<&'static MigrationFiles, MigrateError> {
-        (self.set.find(spec)).ok_or_else(|| MigrateError::UnknownVersion(spec.to_owned()))
     }
 
     /// Applies pending migrations, all of them or up to and including `to`, each in its own
@@ -235,16 +229,14 @@ impl Migrator {
     /// of those applied.
     pub fn run(&mut self, to: Option<&str>) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        let last = to.map(|spec| self.find(spec)).transpose()?;
-        Harness::applying(&mut self.conn, self.set).apply(last)
+        Harness::applying(&mut self.conn, self.set).apply(to)
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction together with its
     /// bookkeeping. Returns the names of those reverted.
     pub fn revert(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        let count = self.count(target)?;
-        Harness::applying(&mut self.conn, self.set).revert(count)
+        Harness::applying(&mut self.conn, self.set).revert(target)
     }
 
     /// Reverts, then applies again exactly the migrations it reverted: proof that each
@@ -261,22 +253,11 @@ impl Migrator {
     /// execute, bookkeeping included, without executing it: a script for `psql`.
     pub fn sql(&mut self, to: Option<&str>, down: bool) -> Result<String, MigrateError> {
         let mut script = Harness::printing(&mut self.conn, self.set)?;
-        match (down, to) {
-            (false, to) => {
-                let last = to.map(|spec| self.set.find(spec).ok_or(spec)).transpose();
-                let last = last.map_err(|spec| MigrateError::UnknownVersion(spec.to_owned()))?;
-                script.apply(last)?;
-            }
-            (true, to) => {
-                let target = to.map_or(RevertTarget::Last(1), |to| RevertTarget::To(to.into()));
-                let count = script.count(&target)?;
-                script.revert(count)?;
-            }
-        }
+        match down {
+            false => script.apply(to)?,
+            true => script
+                .revert(&to.map_or(RevertTarget::Last(1), |to| RevertTarget::To(to.into())))?,
+        };
         Ok(script.into_script(!down))
-    }
-
-    fn count(&mut self, target: &RevertTarget) -> Result<usize, MigrateError> {
-        Harness::applying(&mut self.conn, self.set).count(target)
     }
 }

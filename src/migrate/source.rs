@@ -1,15 +1,15 @@
 //! The migrations of `migrations/`, compiled into the binary, as a diesel `MigrationSource`.
 //!
 //! diesel_migrations' `embed_migrations!` keeps each migration's SQL private, and the checksums and
-//! `migrate sql` need that text. So the migrations are embedded once, by `build.rs`, and handed to
-//! diesel's harness from here; each runs exactly as diesel's embedded ones do (`batch_execute` of
-//! its `up.sql`, in a transaction unless its `metadata.toml` says otherwise).
+//! `migrate sql` need that text. So `build.rs` embeds the migrations, once, and this hands them to
+//! diesel's harness; each runs as diesel's embedded ones do: `batch_execute` of its `up.sql`, in a
+//! transaction unless its `metadata.toml` says otherwise.
 
 use std::fmt;
 
-use diesel::migration::{
-    self, Migration, MigrationMetadata, MigrationName, MigrationSource, MigrationVersion,
-};
+use diesel::connection::BoxableConnection;
+use diesel::migration::MigrationVersion;
+use diesel::migration::{self, Migration, MigrationMetadata, MigrationName, MigrationSource};
 use diesel::pg::Pg;
 use diesel_migrations::MigrationError;
 use sha2::{Digest, Sha256};
@@ -32,7 +32,7 @@ pub struct Migrations(pub &'static [MigrationFiles]);
 pub const MIGRATIONS: Migrations = Migrations(include!(concat!(env!("OUT_DIR"), "/migrations.rs")));
 
 impl MigrationFiles {
-    /// Diesel's version of the folder: the part before the first `_`, without dashes.
+    /// diesel's version of the folder: the part before the first `_`, without dashes.
     pub fn version(&self) -> String {
         self.name
             .split('_')
@@ -41,7 +41,7 @@ impl MigrationFiles {
             .replace('-', "")
     }
 
-    /// SHA-256 of `up.sql`, as lowercase hex.
+    /// SHA-256 of `up.sql` as lowercase hex.
     pub fn up_sha256(&self) -> String {
         sha256(self.up)
     }
@@ -53,49 +53,31 @@ impl MigrationFiles {
 }
 
 fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 impl Migrations {
     /// The migration a user's VERSION names: a version (`202611271634020000`), a folder prefix
     /// (`2026-11-27-163402-0000`) or a whole folder name.
     pub fn find(&self, spec: &str) -> Option<&'static MigrationFiles> {
-        self.0.iter().find(|files| {
-            files.version() == spec
-                || files.name == spec
-                || files
-                    .name
-                    .split_once('_')
-                    .is_some_and(|(prefix, _)| prefix == spec)
-        })
+        let prefix = |files: &MigrationFiles| files.name.split('_').next() == Some(spec);
+        (self.0.iter()).find(|files| files.version() == spec || files.name == spec || prefix(files))
     }
 }
 
 impl MigrationSource<Pg> for Migrations {
     fn migrations(&self) -> migration::Result<Vec<Box<dyn Migration<Pg>>>> {
-        Ok(self
-            .0
-            .iter()
-            .map(|files| Box::new(files) as Box<dyn Migration<Pg>>)
-            .collect())
+        Ok(self.0.iter().map(|files| Box::new(files) as _).collect())
     }
 }
 
 impl Migration<Pg> for &'static MigrationFiles {
-    fn run(
-        &self,
-        conn: &mut dyn diesel::connection::BoxableConnection<Pg>,
-    ) -> migration::Result<()> {
+    fn run(&self, conn: &mut dyn BoxableConnection<Pg>) -> migration::Result<()> {
         Ok(conn.batch_execute(self.up)?)
     }
 
-    fn revert(
-        &self,
-        conn: &mut dyn diesel::connection::BoxableConnection<Pg>,
-    ) -> migration::Result<()> {
+    fn revert(&self, conn: &mut dyn BoxableConnection<Pg>) -> migration::Result<()> {
         let down = self.down.ok_or(MigrationError::NoMigrationRevertFile)?;
         Ok(conn.batch_execute(down)?)
     }
@@ -124,32 +106,5 @@ impl MigrationName for MigrationFiles {
 impl fmt::Display for MigrationFiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha256_is_the_standard_digest() {
-        assert_eq!(
-            sha256(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-
-    #[test]
-    fn the_index_migration_runs_outside_a_transaction_as_its_metadata_says() {
-        let index = MIGRATIONS.find("2026-11-27-164550-0000").unwrap();
-        assert!(!index.run_in_transaction);
-        assert!(
-            MIGRATIONS
-                .0
-                .iter()
-                .filter(|m| !m.run_in_transaction)
-                .count()
-                == 1
-        );
     }
 }
