@@ -7,13 +7,8 @@ mod catchers;
 mod error;
 mod params;
 
-use std::collections::BTreeMap;
-
 use rocket::fairing::AdHoc;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
-use utoipa::{IntoResponses, PartialSchema};
+use utoipa::IntoResponses;
 
 pub use body::{Fields, FromJson, FromJsonObject, JsonBody};
 pub use error::{
@@ -29,52 +24,24 @@ pub fn stage() -> AdHoc {
 }
 
 /// The 503 every route that touches the database can answer, for the OpenAPI document.
-pub struct Unavailable;
-
-impl IntoResponses for Unavailable {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let retry_after = HeaderBuilder::new()
-            .schema(i32::schema())
-            .description(Some("Seconds to wait"))
-            .build();
-        let response = json_response("The database is unavailable", "HttpError")
-            .header("Retry-After", retry_after);
-        BTreeMap::from([("503".to_owned(), response.build().into())])
-    }
-}
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    description = "The database is unavailable",
+    headers(("Retry-After" = i32, description = "Seconds to wait"))
+)]
+pub struct Unavailable(pub HttpError);
 
 /// How a request body can be refused before it is read as input, for the OpenAPI document.
-pub struct BodyRejected;
-
-impl IntoResponses for BodyRejected {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        [
-            ("400", "The body is not valid JSON", "HttpValidationError"),
-            (
-                "413",
-                "The body is larger than the `json` limit (64 KiB in the shipped Rocket.toml)",
-                "HttpError",
-            ),
-            (
-                "415",
-                "The body is not sent as application/json",
-                "HttpError",
-            ),
-        ]
-        .into_iter()
-        .map(|(status, description, schema)| {
-            let response = json_response(description, schema).build();
-            (status.to_owned(), response.into())
-        })
-        .collect()
-    }
-}
-
-fn json_response(description: &str, schema: &str) -> ResponseBuilder {
-    let content = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name(schema)))
-        .build();
-    ResponseBuilder::new()
-        .description(description)
-        .content("application/json", content)
+#[derive(IntoResponses)]
+pub enum BodyRejected {
+    #[response(status = 400, description = "The body is not valid JSON")]
+    Malformed(HttpValidationError),
+    #[response(
+        status = 413,
+        description = "The body is larger than the `json` limit (64 KiB in the shipped Rocket.toml)"
+    )]
+    TooLarge(HttpError),
+    #[response(status = 415, description = "The body is not sent as application/json")]
+    NotJson(HttpError),
 }

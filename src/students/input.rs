@@ -10,7 +10,7 @@ use diesel::sql_types::Text;
 use rocket::form::{self, FromForm, FromFormField, Strict, ValueField};
 use serde_json::Value;
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::http::{Fields, FromJson, FromJsonObject, Problem};
 use crate::schema::student;
@@ -131,12 +131,6 @@ pub struct StudentUpdate {
     pub major: Option<Name>,
 }
 
-impl StudentUpdate {
-    pub fn is_empty(&self) -> bool {
-        self.first_name.is_none() && self.last_name.is_none() && self.major.is_none()
-    }
-}
-
 impl FromJsonObject for StudentUpdate {
     fn from_fields(fields: &mut Fields) -> Option<Self> {
         Some(StudentUpdate {
@@ -157,15 +151,22 @@ pub const MAX_PAGE_LIMIT: i32 = 1000;
 /// ignored, as FastAPI ignores it. `Strict` also makes a missing parameter an error, hence the
 /// `default_with`s. Rocket's `Option<T>` is not used: it turns a value that fails to parse into
 /// `None` instead of an error.
-#[derive(Debug, FromForm)]
+#[derive(Debug, FromForm, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only students with exactly this major
     #[field(default_with = Some(Strict::from(MajorFilter(None))))]
+    #[param(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub major: Strict<MajorFilter>,
-    /// The first page is everything after the smallest id: one query shape for every page.
+    /// Only students with a greater id: the last id of the previous page
+    // The first page is everything after the smallest id: one query shape for every page.
     #[field(default_with = Some(Strict::from(i32::MIN)))]
+    #[param(value_type = Option<i32>, minimum = -2147483648, maximum = 2147483647)]
     pub after_id: Strict<i32>,
+    /// Page size, 1 to 1000; 100 when absent
     #[field(default_with = Some(Strict::from(DEFAULT_PAGE_LIMIT)))]
     #[field(validate = page_limit())]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 1000)]
     pub limit: Strict<i32>,
 }
 

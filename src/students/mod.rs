@@ -68,11 +68,7 @@ fn next_page_uri(params: &ListParams, last_id: i32) -> String {
     path = "/students",
     operation_id = "list_students",
     tag = "students",
-    params(
-        ("major" = Option<String>, Query, description = "Only students with exactly this major", pattern = r"^[^\u0000]*$"),
-        ("after_id" = Option<i32>, Query, description = "Only students with a greater id: the last id of the previous page", minimum = -2147483648, maximum = 2147483647),
-        ("limit" = Option<i32>, Query, description = "Page size, 1 to 1000; 100 when absent", minimum = 1, maximum = 1000),
-    ),
+    params(ListParams),
     responses(
         (status = 200, description = "The page, ordered by id", body = Vec<Student>,
             headers(("Link" = String, description = "`<uri>; rel=\"next\"` when more students follow"))),

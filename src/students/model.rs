@@ -92,15 +92,16 @@ impl Student {
         id: i32,
         changes: &StudentUpdate,
     ) -> QueryResult<Option<Student>> {
-        if changes.is_empty() {
-            // An UPDATE needs at least one column; changing nothing is just a read.
-            return Student::find(conn, id);
-        }
-        diesel::update(student::table.find(id))
+        let updated = diesel::update(student::table.find(id))
             .set(changes)
             .returning(Student::as_returning())
-            .get_result(conn)
-            .optional()
+            .get_result(conn);
+        match updated.optional_empty_changeset().optional()? {
+            // No field given: diesel refuses an UPDATE without columns, and changing nothing is
+            // just a read.
+            Some(None) => Student::find(conn, id),
+            found => Ok(found.flatten()),
+        }
     }
 
     /// Whether there was such a student to delete.
