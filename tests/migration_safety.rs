@@ -12,23 +12,13 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
 use students_api::migrate::{LOCK_KEY, MIGRATIONS, Migrator};
 
-#[derive(QueryableByName)]
-struct Recorded {
-    #[diesel(sql_type = Text)]
-    version: String,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    adopted: bool,
-}
-
+/// Each recorded checksum's version, and whether it was adopted rather than recorded on apply.
 fn recorded(conn: &mut PgConnection) -> Vec<(String, bool)> {
-    diesel::sql_query(
-        "SELECT version::text AS version, adopted FROM __migration_checksums ORDER BY version",
-    )
-    .load::<Recorded>(conn)
-    .expect("read __migration_checksums")
-    .into_iter()
-    .map(|row| (row.version, row.adopted))
-    .collect()
+    let recorded = students_api::migrate::recorded(conn).expect("read __migration_checksums");
+    recorded
+        .into_iter()
+        .map(|r| (r.version, r.adopted))
+        .collect()
 }
 
 fn all_versions() -> Vec<String> {

@@ -27,6 +27,8 @@ diesel::table! {
         /// diesel's `run_on` of the application these checksums describe: a migration re-applied
         /// by another tool (`diesel migration redo`) gets a new `run_on`, and is adopted afresh.
         run_on -> Timestamp,
+        /// Recorded for a migration found applied without a record, not when applying it.
+        adopted -> Bool,
     }
 }
 
@@ -74,6 +76,7 @@ pub struct Recorded {
     pub up_sha256: String,
     pub down_sha256: String,
     pub run_on: NaiveDateTime,
+    pub adopted: bool,
 }
 
 impl Recorded {
@@ -85,9 +88,11 @@ impl Recorded {
     }
 }
 
+/// Every recorded checksum, in version order.
 pub fn recorded(conn: &mut PgConnection) -> QueryResult<Vec<Recorded>> {
+    use __migration_checksums::{table, version};
     match table_exists(conn, "__migration_checksums")? {
-        true => __migration_checksums::table.load(conn),
+        true => table.order(version).load(conn),
         false => Ok(Vec::new()),
     }
 }

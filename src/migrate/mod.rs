@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-pub use bookkeeping::{applied, pending};
+pub use bookkeeping::{Recorded, applied, pending, recorded};
 pub use lock::LOCK_KEY;
 pub use source::{MIGRATIONS, MigrationFiles, Migrations};
 
@@ -161,7 +161,7 @@ impl Migrator {
     /// Every migration of the binary, and every applied one the binary lacks, in version order.
     pub fn status(&mut self) -> Result<Vec<Status>, MigrateError> {
         let mut applied = applied(&mut self.conn)?;
-        let recorded = bookkeeping::recorded(&mut self.conn)?;
+        let recorded = recorded(&mut self.conn)?;
         let mut rows: Vec<Status> = (self.set.0.iter())
             .map(|files| {
                 let version = files.version();
