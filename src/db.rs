@@ -2,56 +2,114 @@
 //! (under the migration lock, see [`crate::migrate`]) before the pool opens and the first request
 //! is served.
 
-use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
 use rocket::fairing::AdHoc;
+use rocket::tokio::sync::Semaphore;
+use rocket::tokio::task::spawn_blocking;
+use rocket::tokio::time::timeout;
 use rocket::{Build, Rocket};
 use rocket_sync_db_pools::r2d2::{self, ManageConnection};
-use rocket_sync_db_pools::{ConnectionPool, PoolResult, Poolable, database};
+use rocket_sync_db_pools::{PoolResult, Poolable};
 
 use crate::config;
 use crate::migrate::{self, Migrations, Migrator};
 
-/// A pooled `PgConnection`, used through [`run`].
-#[database("students")]
-pub struct Db(PgConn);
+/// The request pool: rocket_sync_db_pools' configuration (`[default.databases.students]`) and
+/// `Poolable`, r2d2-pooled `PgConnection`s, driven by [`run`].
+///
+/// rocket_sync_db_pools' own `Connection` guard crosses to a blocking thread three times per
+/// request (checkout, the query, and the return in `Drop`) and its pool is private, so the service
+/// keeps the r2d2 pool that [`Poolable::pool`] builds and hands it out itself, once per request.
+pub struct Pool {
+    connections: r2d2::Pool<PgManager>,
+    /// One per connection: a request waits for one here, in async code, holding no thread.
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl Pool {
+    /// The pool `Rocket.toml` configures, as rocket_sync_db_pools reads it. Opens `min_idle`
+    /// connections, so call it on a blocking thread.
+    fn from_config(rocket: &Rocket<Build>) -> Result<Pool, String> {
+        let config = rocket_sync_db_pools::Config::from(config::DATABASE, rocket)
+            .map_err(|err| format!("invalid database configuration: {err}"))?;
+        let connections = PgConn::pool(config::DATABASE, rocket)
+            .map_err(|err| format!("cannot build the connection pool: {err:?}"))?;
+        Ok(Pool {
+            connections,
+            permits: Arc::new(Semaphore::new(config.pool_size as usize)),
+            timeout: Duration::from_secs(config.timeout.into()),
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Closing connections talks to the server: not on an async worker.
+        let connections = self.connections.clone();
+        if let Ok(runtime) = rocket::tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop(connections));
+        }
+    }
+}
 
 /// Why [`run`] produced no result.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No pooled connection came within the pool's `timeout`: the database is down or every
-    /// connection is busy. The pool has already logged why.
+    /// connection is busy. Logged where it happens.
     #[error("no database connection became available within the pool timeout")]
     NoConnection,
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
 }
 
-/// Runs `query` on a pooled connection, on a blocking thread (diesel is synchronous). Call it only
-/// once a request's input is valid, so that bad input and slow uploads never hold a connection.
-/// A connection that failed at the connection level (the server restarted, say) is marked so the
-/// pool discards it.
+/// Runs `query` on a pooled connection. Call it only once a request's input is valid, so that bad
+/// input and slow uploads never hold a connection.
+///
+/// The wait for a connection is async (a permit per connection, up to the pool timeout); then
+/// one blocking task checks a connection out, runs the query, marks the connection broken if it
+/// failed at the connection level (the server restarted, say) so r2d2 drops it, and returns it
+/// to the pool before the permit goes back: one thread hand-off per request.
 pub async fn run<T, F>(pool: &Pool, query: F) -> Result<T, DbError>
 where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
 {
-    let db = pool.get().await.map(Db).ok_or(DbError::NoConnection)?;
-    let result = db
-        .run(move |conn| {
-            let result = query(&mut conn.conn);
-            if let Err(err) = &result
-                && is_connection_lost(err)
-            {
-                conn.broken = true;
-            }
-            result
-        })
-        .await;
-    Ok(result?)
+    let deadline = Instant::now() + pool.timeout;
+    let permit = match timeout(pool.timeout, pool.permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            log::error!("every database connection stayed busy for {:?}", pool.timeout);
+            return Err(DbError::NoConnection);
+        }
+    };
+    let connections = pool.connections.clone();
+    let task = spawn_blocking(move || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut conn = connections.get_timeout(left).map_err(|err| {
+            log::error!("cannot get a database connection: {err}");
+            DbError::NoConnection
+        })?;
+        let result = query(&mut conn.conn);
+        if let Err(err) = &result
+            && is_connection_lost(err)
+        {
+            conn.broken = true;
+        }
+        drop(conn);
+        drop(permit);
+        Ok(result?)
+    });
+    match task.await {
+        Ok(result) => result,
+        // A panicking query panics the handler, which Rocket answers with a 500.
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
 }
 
 /// Whether `err` means the connection itself is gone (the server restarted or went away), as
@@ -76,19 +134,6 @@ pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
 pub struct PgConn {
     conn: PgConnection,
     broken: bool,
-}
-
-impl Deref for PgConn {
-    type Target = PgConnection;
-    fn deref(&self) -> &PgConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for PgConn {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
 }
 
 /// diesel's r2d2 manager, handing out [`PgConn`]s.
@@ -135,9 +180,6 @@ impl Poolable for PgConn {
     }
 }
 
-/// The pool as Rocket manages it; handlers take it as `&State<Pool>`.
-pub type Pool = ConnectionPool<Db, PgConn>;
-
 /// The pool and the startup migrations, attached together so no handler can run before the
 /// schema it queries exists.
 pub fn stage() -> AdHoc {
@@ -148,9 +190,21 @@ pub fn stage() -> AdHoc {
 pub fn stage_with(migrations: Migrations) -> AdHoc {
     // The pool is attached only once migrations succeeded: a failed start then reports one
     // cause, instead of also waiting out the pool's timeout against a database known to be bad.
-    AdHoc::try_on_ignite("Startup migrations", move |rocket| async move {
+    AdHoc::try_on_ignite("Database", move |rocket| async move {
         let rocket = migrate_at_ignition(rocket, migrations).await?;
-        Ok(rocket.attach(Db::fairing()))
+        let (rocket, pool) = spawn_blocking(move || {
+            let pool = Pool::from_config(&rocket);
+            (rocket, pool)
+        })
+        .await
+        .expect("building the pool does not panic");
+        match pool {
+            Ok(pool) => Ok(rocket.manage(pool)),
+            Err(err) => {
+                log::error!("{err}");
+                Err(rocket)
+            }
+        }
     })
 }
 
@@ -174,7 +228,7 @@ async fn migrate_at_ignition(
     };
 
     // Diesel is synchronous: connect and migrate on a blocking thread.
-    let outcome = rocket::tokio::task::spawn_blocking(move || {
+    let outcome = spawn_blocking(move || {
         let conn = wait_for_database(&url, settings.database_wait())
             .map_err(migrate::MigrateError::Connect)?;
         if !settings.migrate_on_start {
