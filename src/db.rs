@@ -84,7 +84,10 @@ where
     let permit = match timeout(pool.timeout, pool.permits.clone().acquire_owned()).await {
         Ok(Ok(permit)) => permit,
         _ => {
-            log::error!("every database connection stayed busy for {:?}", pool.timeout);
+            log::error!(
+                "every database connection stayed busy for {:?}",
+                pool.timeout
+            );
             return Err(DbError::NoConnection);
         }
     };

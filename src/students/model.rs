@@ -24,8 +24,10 @@ pub struct Student {
     #[schema(example = "Computer Science")]
     pub major: String,
     /// When the student was created.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// When any field last changed; kept by the `set_updated_at` trigger.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
