@@ -103,7 +103,7 @@ impl RedoArgs {
 
 /// Runs a `migrate` subcommand against the configured database, under the migration lock.
 pub fn migrate(command: &MigrateCommand) -> ExitCode {
-    StderrLog::install();
+    crate::logging::for_command();
     match run_migrate(command) {
         Ok(code) => code,
         Err(err) => {
@@ -183,31 +183,4 @@ fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
         );
     }
     Ok(())
-}
-
-/// Progress of `migrate` subcommands (lock waits, each migration applied) on stderr, leaving
-/// stdout to the result, so `migrate sql > script.sql` captures only SQL.
-struct StderrLog;
-
-impl log::Log for StderrLog {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Info && metadata.target().starts_with("students_api")
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!("{}", record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-impl StderrLog {
-    fn install() {
-        static LOGGER: StderrLog = StderrLog;
-        if log::set_logger(&LOGGER).is_ok() {
-            log::set_max_level(log::LevelFilter::Info);
-        }
-    }
 }

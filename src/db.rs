@@ -253,9 +253,6 @@ async fn migrate_at_ignition(
             Ok(rocket)
         }
         Ok(Ok(Some(applied))) => {
-            for name in &applied {
-                log::info!("applied migration {name}");
-            }
             log::info!("applied {} pending migration(s)", applied.len());
             Ok(rocket)
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod logging;
 pub mod migrate;
 pub mod openapi;
 pub mod schema;
@@ -26,4 +27,5 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(health::stage())
         .attach(openapi::stage())
         .attach(http::stage())
+        .attach(logging::AccessLog)
 }

@@ -23,10 +23,11 @@ fn main() -> ExitCode {
 
 #[rocket::main]
 async fn serve() -> ExitCode {
-    match students_api::build(students_api::config::figment())
-        .launch()
-        .await
-    {
+    let figment = students_api::config::figment();
+    // Rocket's own default, which depends on the build profile, when nothing sets it.
+    let default = rocket::Config::default().log_level;
+    students_api::logging::for_service(figment.extract_inner("log_level").unwrap_or(default));
+    match students_api::build(figment).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
             // Ignition failures were already logged with their cause by the failing stage.

@@ -42,7 +42,7 @@ fn five_instances_started_at_once_on_an_empty_database_all_serve_and_each_migrat
     let logs: Vec<String> = services.into_iter().map(Service::stop).collect();
 
     for files in FILES {
-        let line = format!("applied migration {}\n", files.name);
+        let line = format!("applied migration {} in ", files.name);
         let times: usize = logs.iter().map(|log| log.matches(&line).count()).sum();
         assert_eq!(times, 1, "{} was applied {times} times", files.name);
     }

@@ -3,6 +3,8 @@
 //! that what would run is appended to a script instead. Either way diesel's `pending_migrations`,
 //! `run_next_migration` and `revert_last_migration` choose what runs.
 
+use std::time::Instant;
+
 use diesel::connection::SimpleConnection;
 use diesel::migration::{self, CREATE_MIGRATIONS_TABLE, Migration, MigrationVersion};
 use diesel::pg::Pg;
@@ -148,10 +150,12 @@ impl<'a> Harness<'a> {
             }
             return Ok(version);
         }
-        log::info!(
-            "{} migration {files}",
-            if applying { "applying" } else { "reverting" }
-        );
+        let (doing, done) = match applying {
+            true => ("applying", "applied"),
+            false => ("reverting", "reverted"),
+        };
+        log::info!("{doing} migration {files}");
+        let started = Instant::now();
         let step = |conn: &mut PgConnection| -> migration::Result<_> {
             match applying {
                 true => conn.run_migration(migration)?,
@@ -162,10 +166,13 @@ impl<'a> Harness<'a> {
         };
         // In a transaction of its own, diesel's transaction around the migration becomes a
         // savepoint: the checksums commit with diesel's row, or neither does.
-        match files.run_in_transaction {
+        let version = match files.run_in_transaction {
             true => self.conn.transaction(step),
             false => step(self.conn),
-        }
+        }?;
+        let took = started.elapsed().as_millis();
+        log::info!("{done} migration {files} in {took} ms");
+        Ok(version)
     }
 }
 
