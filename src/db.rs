@@ -39,6 +39,14 @@ impl Pool {
             .map_err(|err| format!("invalid database configuration: {err}"))?;
         let connections = PgConn::pool(config::DATABASE, rocket)
             .map_err(|err| format!("cannot build the connection pool: {err:?}"))?;
+        let threads: usize = rocket.figment().extract_inner("max_blocking").unwrap_or(512);
+        if threads < config.pool_size as usize {
+            log::warn!(
+                "max_blocking = {threads} is below pool_size = {}: requests holding a connection \
+                 will queue for a thread; set them equal",
+                config.pool_size
+            );
+        }
         Ok(Pool {
             connections,
             permits: Arc::new(Semaphore::new(config.pool_size as usize)),
