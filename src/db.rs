@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
 use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
 use rocket::tokio::sync::Semaphore;
 use rocket::tokio::task::spawn_blocking;
 use rocket::tokio::time::timeout;
@@ -39,7 +40,10 @@ impl Pool {
             .map_err(|err| format!("invalid database configuration: {err}"))?;
         let connections = PgConn::pool(config::DATABASE, rocket)
             .map_err(|err| format!("cannot build the connection pool: {err:?}"))?;
-        let threads: usize = rocket.figment().extract_inner("max_blocking").unwrap_or(512);
+        let threads: usize = rocket
+            .figment()
+            .extract_inner("max_blocking")
+            .unwrap_or(512);
         if threads < config.pool_size as usize {
             log::warn!(
                 "max_blocking = {threads} is below pool_size = {}: requests holding a connection \
@@ -199,16 +203,21 @@ pub fn stage() -> AdHoc {
 
 /// [`stage`] with another set of migrations, for tests that need a migration to fail.
 pub fn stage_with(migrations: Migrations) -> AdHoc {
-    // The pool is attached only once migrations succeeded: a failed start then reports one
-    // cause, instead of also waiting out the pool's timeout against a database known to be bad.
     AdHoc::try_on_ignite("Database", move |rocket| async move {
-        let rocket = migrate_at_ignition(rocket, migrations).await?;
-        let (rocket, pool) = spawn_blocking(move || {
-            let pool = Pool::from_config(&rocket);
-            (rocket, pool)
-        })
-        .await
-        .expect("building the pool does not panic");
+        // The migrations run on a direct connection of their own while the pool opens its first
+        // connection: each costs a SCRAM handshake, and this way a start waits for one.
+        let migrating =
+            rocket::tokio::spawn(migrate_at_ignition(rocket.figment().clone(), migrations));
+        let (rocket, pool) = build_pool(rocket).await;
+        if !migrating.await.unwrap_or(false) {
+            // Already logged with its cause; the pool, if any, is dropped unused.
+            return Err(rocket);
+        }
+        let (rocket, pool) = match pool {
+            Ok(pool) => (rocket, Ok(pool)),
+            // The database came up only while the migrations waited for it.
+            Err(_) => build_pool(rocket).await,
+        };
         match pool {
             Ok(pool) => Ok(rocket.manage(pool)),
             Err(err) => {
@@ -219,22 +228,30 @@ pub fn stage_with(migrations: Migrations) -> AdHoc {
     })
 }
 
-async fn migrate_at_ignition(
-    rocket: Rocket<Build>,
-    migrations: Migrations,
-) -> Result<Rocket<Build>, Rocket<Build>> {
-    let settings = match config::migration_settings(rocket.figment()) {
+async fn build_pool(rocket: Rocket<Build>) -> (Rocket<Build>, Result<Pool, String>) {
+    spawn_blocking(move || {
+        let pool = Pool::from_config(&rocket);
+        (rocket, pool)
+    })
+    .await
+    .expect("building the pool does not panic")
+}
+
+/// Waits for the database and applies pending migrations (unless `migrate_on_start` is off);
+/// whether the service may start. Failures are logged with their cause.
+async fn migrate_at_ignition(figment: Figment, migrations: Migrations) -> bool {
+    let settings = match config::migration_settings(&figment) {
         Ok(settings) => settings,
         Err(err) => {
             log::error!("invalid migration settings: {err}");
-            return Err(rocket);
+            return false;
         }
     };
-    let url = match config::database_url(rocket.figment()) {
+    let url = match config::database_url(&figment) {
         Ok(url) => url,
         Err(err) => {
             log::error!("no database url configured (set DATABASE_URL): {err}");
-            return Err(rocket);
+            return false;
         }
     };
 
@@ -254,23 +271,23 @@ async fn migrate_at_ignition(
     match outcome {
         Ok(Ok(None)) => {
             log::info!("migrate_on_start is off: not applying migrations");
-            Ok(rocket)
+            true
         }
         Ok(Ok(Some(applied))) if applied.is_empty() => {
             log::info!("database schema is up to date: no pending migrations");
-            Ok(rocket)
+            true
         }
         Ok(Ok(Some(applied))) => {
             log::info!("applied {} pending migration(s)", applied.len());
-            Ok(rocket)
+            true
         }
         Ok(Err(err)) => {
             log::error!("{err}; the service will not start");
-            Err(rocket)
+            false
         }
         Err(err) => {
             log::error!("the migration task did not finish: {err}");
-            Err(rocket)
+            false
         }
     }
 }

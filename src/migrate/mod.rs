@@ -210,11 +210,14 @@ impl Migrator {
     /// Fails on any problem [`Migrator::verify`] finds; then records the checksums of applied
     /// migrations that have none. Every command that changes the schema starts with this.
     fn check_and_adopt(&mut self) -> Result<(), MigrateError> {
-        let problems = self.verify()?;
+        let (problems, rows): (Vec<Status>, Vec<Status>) = self
+            .status()?
+            .into_iter()
+            .partition(|row| row.problem().is_some());
         if !problems.is_empty() {
             return Err(MigrateError::Verification(problems));
         }
-        for row in self.status()? {
+        for row in rows {
             if let (Checksum::Unrecorded, Some(files)) = (row.checksum, self.set.find(&row.version))
             {
                 bookkeeping::record(&mut self.conn, files, true)?;
