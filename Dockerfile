@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Multi-stage build. cargo-chef compiles the dependencies from Cargo.toml/Cargo.lock alone, so
 # that layer is reused until they change and editing src/ or migrations/ rebuilds only this crate.
 
@@ -6,7 +5,7 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS chef
-RUN cargo install cargo-chef --locked --version ^0.1
+RUN cargo install cargo-chef --locked --version 0.1.78
 # The service builds its own libpq (pq-sys `bundled`), which needs OpenSSL's headers and pkg-config.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl-dev pkg-config \

@@ -50,7 +50,14 @@ start() {
 
 case "${1:-start}" in
   start) start ;;
-  stop) if running; then pg_stop_cluster "$PGDATA_DIR"; fi ;;
+  stop)
+    if running; then
+      pg_stop_cluster "$PGDATA_DIR"
+      echo "stopped the PostgreSQL in $PGDATA_DIR" >&2
+    else
+      echo "no PostgreSQL runs in $PGDATA_DIR" >&2
+    fi
+    ;;
   status) if running; then echo "running at $URL"; else echo "stopped"; exit 3; fi ;;
   destroy)
     if running; then pg_stop_cluster "$PGDATA_DIR"; fi

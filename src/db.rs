@@ -312,7 +312,7 @@ pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, 
                     "database not reachable (attempt {attempt}, {:.1}s of {}s): {}; retrying in {}ms",
                     started.elapsed().as_secs_f32(),
                     patience.as_secs(),
-                    err.to_string().trim(),
+                    migrate::one_line(&err.to_string()),
                     wait.as_millis()
                 );
                 std::thread::sleep(wait);

@@ -60,7 +60,7 @@ fn started_without_a_database_it_retries_for_database_wait_then_exits_non_zero_s
     );
     assert!(log.contains("gave up on the database after"), "{log}");
     assert!(
-        log.contains("cannot connect to the database to migrate it"),
+        log.contains("cannot connect to the database: connection to server"),
         "{log}"
     );
 }

@@ -27,7 +27,7 @@ use harness::Harness;
 /// Why a migration command could not do its work.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("cannot connect to the database to migrate it: {0}")]
+    #[error("cannot connect to the database: {}", one_line(&.0.to_string()))]
     Connect(#[source] ConnectionError),
     #[error(
         "another process held the migration lock for {0}s, so this one gave up; if no migration \
@@ -63,6 +63,12 @@ pub enum MigrateError {
     UnknownVersion(String),
     #[error("migration {0} is not applied, so there is nothing to revert down to")]
     NotApplied(&'static str),
+}
+
+/// libpq's messages span lines (`...failed: Connection refused\n\tIs the server running...`);
+/// a log line should not.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl From<diesel::result::Error> for MigrateError {
