@@ -1,15 +1,14 @@
 //! Failures Rocket answers itself, as JSON: no route matched (404, or 405 with `Allow` when the
-//! path exists with other methods), a request guard failed (the pool's guard fails with 503 when
-//! no connection comes within the pool timeout), a handler panicked (500).
+//! path exists with other methods), a method Rocket cannot parse (405), a handler panicked (500).
 
 use rocket::http::{Header, Method, Status};
 use rocket::response::{self, Responder};
 use rocket::{Catcher, Request, catch, catchers};
 
-use super::error::{NO_CONNECTION, message, unavailable};
+use super::error::message;
 
 pub fn catchers() -> Vec<Catcher> {
-    catchers![bad_request, not_found, service_unavailable, any_status]
+    catchers![bad_request, not_found, any_status]
 }
 
 /// A JSON error answer produced by a catcher.
@@ -53,11 +52,6 @@ fn bad_request(request: &Request<'_>) -> Caught {
         return method_not_allowed(request);
     }
     Caught(message(Status::BadRequest, "Bad Request", request))
-}
-
-#[catch(503)]
-fn service_unavailable(request: &Request<'_>) -> Caught {
-    Caught(unavailable(NO_CONNECTION, request))
 }
 
 #[catch(default)]

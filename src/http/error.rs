@@ -207,7 +207,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
     }
 }
 
-pub(crate) const NO_CONNECTION: &str = "The database is unavailable or busy; retry shortly";
+const NO_CONNECTION: &str = "The database is unavailable or busy; retry shortly";
 
 fn json<T: Serialize>(status: Status, body: T, request: &Request<'_>) -> response::Result<'static> {
     Response::build_from(Json(body).respond_to(request)?)
@@ -226,7 +226,7 @@ pub(crate) fn message(
 }
 
 /// A 503 with `Retry-After`.
-pub(crate) fn unavailable(
+fn unavailable(
     detail: impl Into<Cow<'static, str>>,
     request: &Request<'_>,
 ) -> response::Result<'static> {
