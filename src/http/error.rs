@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::db::{self, DbError};
 
 /// Seconds a client should wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u32 = 1;
+const RETRY_AFTER_SECS: u32 = 1;
 
 /// The body of every error that is not about input: `{"detail": "Not Found"}`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -11,9 +11,7 @@ use rocket::fairing::AdHoc;
 use utoipa::IntoResponses;
 
 pub use body::{Fields, FromJson, FromJsonObject, JsonBody};
-pub use error::{
-    ApiError, FieldError, HttpError, HttpValidationError, Problem, RETRY_AFTER_SECS, both,
-};
+pub use error::{ApiError, FieldError, HttpError, HttpValidationError, Problem, both};
 pub use params::path_int;
 
 /// The JSON catchers, for every path.
