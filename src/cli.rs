@@ -2,6 +2,7 @@
 //! shipped binary, where no diesel CLI is installed (the Docker image, say).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -25,12 +26,16 @@ pub enum Command {
     /// Inspect and steer the database's migrations (uses DATABASE_URL, like the service).
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Ask the service running on this machine (at the configured address and port) whether it
+    /// is ready; exit status 0 if it is, 1 if not. The Docker image's HEALTHCHECK runs it.
+    Healthcheck,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
     /// Every migration, applied or pending, with when it was applied and whether its checksum
-    /// matches (Alembic's `history` and `current`).
+    /// matches (Alembic's `history` and `current`). Exit status 1 when an applied migration was
+    /// edited or is missing from this binary, as with `verify`; pending ones are not an error.
     Status,
     /// Apply pending migrations: all, or up to and including --to (Alembic's `upgrade`).
     Run {
@@ -51,7 +56,8 @@ pub enum MigrateCommand {
         #[arg(long)]
         down: bool,
     },
-    /// Check applied migrations against this binary; exit status 1 on any mismatch.
+    /// Check applied migrations against this binary, saying what to do about each mismatch;
+    /// exit status 1 on any.
     Verify,
 }
 
@@ -120,7 +126,14 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
     let mut migrator = Migrator::connect(&url, MIGRATIONS, settings.lock_timeout())?;
     match command {
         MigrateCommand::Status => {
-            print_status(&mut migrator)?;
+            let problems = print_status(&mut migrator)?;
+            if !problems.is_empty() {
+                eprintln!();
+                for problem in problems {
+                    eprintln!("error: {problem}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
         }
         MigrateCommand::Run { to } => report("applied", migrator.run(to.as_deref())?),
         MigrateCommand::Revert(args) => report("reverted", migrator.revert(&args.target())?),
@@ -128,16 +141,35 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
         MigrateCommand::Sql { to, down } => print!("{}", migrator.sql(to.as_deref(), *down)?),
         MigrateCommand::Verify => {
             let problems = migrator.verify()?;
+            for problem in problems.iter().filter_map(|row| row.problem()) {
+                println!("MISMATCH {problem}");
+            }
             if !problems.is_empty() {
-                for problem in problems.iter().filter_map(|row| row.problem()) {
-                    println!("MISMATCH {problem}");
-                }
-                return Err(Box::new(MigrateError::Verification(problems)));
+                return Ok(ExitCode::FAILURE);
             }
             println!("ok: every applied migration matches this binary");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `students-api healthcheck`: what `/ready` answers, as an exit status.
+pub fn healthcheck() -> ExitCode {
+    // Under the HEALTHCHECK's own timeout, so that Docker records this message, not its own.
+    let timeout = Duration::from_secs(2);
+    let answer = config::listen_address(&config::figment())
+        .map_err(|err| err.to_string())
+        .and_then(|listen| crate::health::ask_ready(listen, timeout));
+    match answer {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("not ready: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn report(verb: &str, names: Vec<&str>) {
@@ -149,21 +181,18 @@ fn report(verb: &str, names: Vec<&str>) {
     }
 }
 
-fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
+/// Prints the status table; returns what makes the database and this binary disagree.
+fn print_status(migrator: &mut Migrator) -> Result<Vec<String>, MigrateError> {
     let rows = migrator.status()?;
-    let width = rows
-        .iter()
-        .map(|row| row.name.unwrap_or(&row.version).len())
-        .max()
-        .unwrap_or(0);
+    let width = rows.iter().map(|row| row.label().len()).max().unwrap_or(0);
     println!(
         "{:<width$}  {:<8}  {:<19}  CHECKSUM",
         "MIGRATION", "STATE", "APPLIED AT"
     );
-    for row in rows {
+    for row in &rows {
         let state = match (&row.applied_on, &row.checksum) {
             (None, _) => "pending",
-            (Some(_), Checksum::MissingFromBinary) => "unknown",
+            (Some(_), Checksum::MissingFromBinary { .. }) => "unknown",
             (Some(_), _) => "applied",
         };
         let checksum = match &row.checksum {
@@ -171,7 +200,7 @@ fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
             Checksum::Verified => "ok".to_owned(),
             Checksum::Unrecorded => "not recorded yet".to_owned(),
             Checksum::Changed(files) => format!("CHANGED: {}", files.join(", ")),
-            Checksum::MissingFromBinary => "MISSING from this binary".to_owned(),
+            Checksum::MissingFromBinary { .. } => "MISSING from this binary".to_owned(),
         };
         let applied_on = row
             .applied_on
@@ -179,8 +208,8 @@ fn print_status(migrator: &mut Migrator) -> Result<(), MigrateError> {
             .unwrap_or_default();
         println!(
             "{:<width$}  {state:<8}  {applied_on:<19}  {checksum}",
-            row.name.unwrap_or(&row.version),
+            row.label(),
         );
     }
-    Ok(())
+    Ok(rows.iter().filter_map(|row| row.problem()).collect())
 }

@@ -2,6 +2,8 @@
 //! service, with `DATABASE_URL` on top because it is the variable the diesel CLI, `.env` and
 //! docker-compose already agree on.
 
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use rocket::figment::{self, Figment};
@@ -30,6 +32,32 @@ pub fn with_database_url(figment: Figment, database_url: Option<String>) -> Figm
 /// The pool's database URL: what the service and the `migrate` subcommands connect to.
 pub fn database_url(figment: &Figment) -> Result<String, Box<figment::Error>> {
     Ok(figment.extract_inner(&format!("databases.{DATABASE}.url"))?)
+}
+
+/// Where the service listens: Rocket's `address` and `port`.
+pub fn listen_address(figment: &Figment) -> Result<SocketAddr, Box<figment::Error>> {
+    let address: IpAddr = figment.extract_inner("address")?;
+    let port: u16 = figment.extract_inner("port")?;
+    Ok(SocketAddr::new(address, port))
+}
+
+/// Fails, saying what to change, when the service could not listen on `address`. Rocket binds
+/// only after ignition, which is after migrating: a port already taken would stop the start once
+/// the schema had changed, with a message that names no setting. Binding once here fails first.
+pub fn check_can_listen(address: SocketAddr) -> Result<(), String> {
+    match TcpListener::bind(address) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::AddrInUse => Err(format!(
+            "port {} on {} is already in use (another copy of this service?): stop what \
+             listens there, or choose another port with ROCKET_PORT or `port` in Rocket.toml",
+            address.port(),
+            address.ip(),
+        )),
+        Err(err) => Err(format!(
+            "cannot listen on {address}: {err}; choose another with ROCKET_ADDRESS and \
+             ROCKET_PORT, or `address` and `port` in Rocket.toml"
+        )),
+    }
 }
 
 /// How the service migrates.
@@ -104,6 +132,16 @@ mod tests {
         );
         let port: u16 = figment.extract_inner("port").expect("a port is configured");
         assert_eq!(port, 8089);
+    }
+
+    #[test]
+    fn a_taken_port_is_named_with_the_setting_that_changes_it() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let message = check_can_listen(taken.local_addr().unwrap()).unwrap_err();
+        let port = taken.local_addr().unwrap().port();
+        assert!(message.starts_with(&format!("port {port} on 127.0.0.1 is already in use")));
+        assert!(message.contains("ROCKET_PORT"), "{message}");
+        drop(taken);
     }
 
     #[test]

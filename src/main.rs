@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Serve) => serve(),
         Some(Command::Migrate(command)) => students_api::cli::migrate(&command),
+        Some(Command::Healthcheck) => students_api::cli::healthcheck(),
     }
 }
 
@@ -27,6 +28,13 @@ async fn serve() -> ExitCode {
     // Rocket's own default, which depends on the build profile, when nothing sets it.
     let default = rocket::Config::default().log_level;
     students_api::logging::for_service(figment.extract_inner("log_level").unwrap_or(default));
+    let listen = students_api::config::listen_address(&figment)
+        .map_err(|err| err.to_string())
+        .and_then(students_api::config::check_can_listen);
+    if let Err(message) = listen {
+        log::error!("{message}");
+        return ExitCode::FAILURE;
+    }
     match students_api::build(figment).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

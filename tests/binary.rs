@@ -83,3 +83,57 @@ fn started_before_its_database_it_starts_normally_once_the_database_appears() {
         "{log}"
     );
 }
+
+#[test]
+fn a_port_already_in_use_stops_the_start_before_migrating_and_names_the_setting() {
+    let db = TestDb::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+
+    let output = binary(db.url())
+        .env("ROCKET_PORT", port.to_string())
+        .output()
+        .expect("run the binary");
+
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains(&format!("port {port} on 127.0.0.1 is already in use")),
+        "{log}"
+    );
+    assert!(log.contains("ROCKET_PORT"), "{log}");
+    assert!(
+        common::applied_versions(&mut db.connect()).is_empty(),
+        "nothing was migrated"
+    );
+    drop(taken);
+}
+
+#[test]
+fn healthcheck_exits_zero_while_the_service_is_ready_and_one_when_nothing_answers() {
+    let db = TestDb::new();
+    let mut service = Service::start(db.url());
+    service.wait_until_serving("/ready").unwrap();
+
+    let check = |port: u16| {
+        binary(db.url())
+            .arg("healthcheck")
+            .env("ROCKET_PORT", port.to_string())
+            .output()
+            .expect("run the binary")
+    };
+    let ready = check(service.port);
+    assert!(ready.status.success(), "{ready:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ready.stdout).trim(),
+        r#"{"status":"ready"}"#
+    );
+
+    service.stop();
+    let down = check(free_port());
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).starts_with("not ready: no answer from 127.0.0.1:"),
+        "{down:?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::process::{Service, binary, free_port, migrate};
 use common::{FILES, TestDb, applied_versions, client};
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
@@ -181,21 +182,68 @@ fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
 }
 
 #[test]
-fn an_applied_migration_missing_from_the_binary_stops_the_start_and_fails_verify() {
+fn a_binary_older_than_the_database_names_the_newer_migration_and_what_to_do() {
     let db = TestDb::new();
     let _client = client(&db);
-    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')")
+    // What a newer build leaves behind: diesel's row and its checksum row, with the folder name.
+    let newer = "2999-12-31-000000_add_email";
+    db.connect()
+        .batch_execute(&format!(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000');
+             INSERT INTO __migration_checksums (version, up_sha256, down_sha256, run_on, name)
+             SELECT version, 'u', 'd', run_on, '{newer}' FROM __diesel_schema_migrations
+             WHERE version = '29991231000000';"
+        ))
+        .unwrap();
+    let newest = FILES.last().unwrap().name;
+
+    let text = start_expecting_refusal(&db);
+    assert!(
+        text.contains(&format!("migration {newer} was applied on")),
+        "{text}"
+    );
+    assert!(text.contains("by a newer build"), "{text}");
+    assert!(
+        text.contains(&format!("students-api migrate revert --to {newest}")),
+        "{text}"
+    );
+
+    let verify = migrate(db.url(), &["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(output_text(&verify).contains(newer));
+
+    let status = migrate(db.url(), &["status"]);
+    assert_eq!(status.status.code(), Some(1), "status shows a problem");
+    let text = output_text(&status);
+    let line = text.lines().find(|line| line.starts_with(newer));
+    assert!(
+        line.is_some_and(
+            |line| line.contains(" unknown ") && line.ends_with("MISSING from this binary")
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_applied_migration_whose_folder_is_gone_says_so_by_version() {
+    let db = TestDb::new();
+    let _client = client(&db);
+    // Between two migrations of the binary, and applied by a tool that recorded no name.
+    let first = FILES[0].version();
+    let between = format!("{}1", &first[..first.len() - 1]);
+    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
+        .bind::<Text, _>(&between)
         .execute(&mut db.connect())
         .unwrap();
 
     let text = start_expecting_refusal(&db);
     assert!(
-        text.contains("migration version 29991231000000 was applied on"),
+        text.contains(&format!("migration {between} was applied on")),
         "{text}"
     );
-    assert!(text.contains("is not in this binary"), "{text}");
+    assert!(text.contains("its folder was deleted"), "{text}");
 
     let verify = migrate(db.url(), &["verify"]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(output_text(&verify).contains("29991231000000"));
+    assert!(output_text(&verify).contains(&between));
 }

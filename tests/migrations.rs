@@ -80,7 +80,8 @@ fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
             assert!(
                 text.lines()
                     .any(|line| line.trim_start().starts_with("SET LOCAL lock_timeout")),
-                "{}/{file} sets no lock_timeout",
+                "{}/{file} sets no lock_timeout: start it with `SET LOCAL lock_timeout = '5s';` \
+                 (scripts/new-migration.sh writes that line)",
                 files.name
             );
         }

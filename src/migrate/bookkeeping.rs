@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{Bool, Nullable, Text};
 
 use super::source::{MigrationFiles, Migrations};
 
@@ -29,6 +29,8 @@ diesel::table! {
         run_on -> Timestamp,
         /// Recorded for a migration found applied without a record, not when applying it.
         adopted -> Bool,
+        // And `name`, the migration's folder, so that a binary without the migration can still
+        // name it: read by `recorded`, not declared here, because older tables lack it.
     }
 }
 
@@ -39,8 +41,10 @@ CREATE TABLE IF NOT EXISTS __migration_checksums (
     down_sha256 text NOT NULL,
     run_on timestamp NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now(),
-    adopted boolean NOT NULL DEFAULT false
-);";
+    adopted boolean NOT NULL DEFAULT false,
+    name text
+);
+ALTER TABLE __migration_checksums ADD COLUMN IF NOT EXISTS name text;";
 
 fn table_exists(conn: &mut PgConnection, table: &str) -> QueryResult<bool> {
     let exists = sql::<Bool>("to_regclass(")
@@ -77,6 +81,7 @@ pub struct Recorded {
     pub down_sha256: String,
     pub run_on: NaiveDateTime,
     pub adopted: bool,
+    pub name: Option<String>,
 }
 
 impl Recorded {
@@ -90,9 +95,14 @@ impl Recorded {
 
 /// Every recorded checksum, in version order.
 pub fn recorded(conn: &mut PgConnection) -> QueryResult<Vec<Recorded>> {
-    use __migration_checksums::{table, version};
+    use __migration_checksums::*;
+    // Through the row's JSON form: a table written by an older binary has no `name` column, and
+    // reads never alter a table.
+    let name = sql::<Nullable<Text>>("to_jsonb(__migration_checksums) ->> 'name'");
     match table_exists(conn, "__migration_checksums")? {
-        true => table.order(version).load(conn),
+        true => (table.select((version, up_sha256, down_sha256, run_on, adopted, name)))
+            .order(version)
+            .load(conn),
         false => Ok(Vec::new()),
     }
 }
@@ -107,19 +117,21 @@ pub fn record(conn: &mut PgConnection, files: &MigrationFiles, adopting: bool) -
 
 // The statements below are what the service runs and what `migrate sql` prints, so a printed
 // script does exactly what `migrate run` would. `build.rs` allows only letters and digits in a
-// version, and checksums are hex, so the literals need no quoting.
+// version, and checksums are hex, so only the folder name needs quoting.
 
 /// Records the checksums of `files` against its application in diesel's table.
 pub fn record_sql(files: &MigrationFiles, adopting: bool) -> String {
     format!(
-        "INSERT INTO __migration_checksums (version, up_sha256, down_sha256, run_on, adopted)\n\
-         SELECT version, '{}', '{}', run_on, {adopting} FROM __diesel_schema_migrations \
+        "INSERT INTO __migration_checksums (version, up_sha256, down_sha256, run_on, adopted, \
+         name)\n\
+         SELECT version, '{}', '{}', run_on, {adopting}, '{}' FROM __diesel_schema_migrations \
          WHERE version = '{}'\n\
          ON CONFLICT (version) DO UPDATE SET up_sha256 = EXCLUDED.up_sha256, \
          down_sha256 = EXCLUDED.down_sha256, run_on = EXCLUDED.run_on, recorded_at = now(), \
-         adopted = EXCLUDED.adopted;",
+         adopted = EXCLUDED.adopted, name = EXCLUDED.name;",
         files.up_sha256(),
         files.down_sha256(),
+        files.name.replace('\'', "''"),
         files.version(),
     )
 }

@@ -54,8 +54,7 @@ pub enum MigrateError {
         source: Box<dyn StdError + Send + Sync>,
     },
     #[error(
-        "the database's applied migrations do not match this binary: {}. Never edit a migration \
-         that has been applied anywhere: add a new one. `migrate verify` shows the details",
+        "the database's applied migrations do not match this binary: {}",
         .0.iter().filter_map(Status::problem).collect::<Vec<_>>().join("; ")
     )]
     Verification(Vec<Status>),
@@ -98,22 +97,58 @@ pub enum Checksum {
     Unrecorded,
     /// Applied, but these of its files in the binary differ from those it was applied with.
     Changed(Vec<&'static str>),
-    /// Applied in the database, absent from this binary (an older binary, or a deleted folder).
-    MissingFromBinary,
+    /// Applied in the database, absent from this binary.
+    MissingFromBinary {
+        /// Its folder's name, when the binary that applied it recorded one.
+        folder: Option<String>,
+        /// This binary's newest migration, when the missing one is newer still: the binary is
+        /// older than the database. `None`: its folder was deleted, or came from another branch.
+        binary_newest: Option<&'static str>,
+    },
 }
 
 impl Status {
-    /// What makes this migration and the binary disagree, if anything does.
+    /// The migration's folder name, or its version when neither the binary nor the database
+    /// knows the name.
+    pub fn label(&self) -> &str {
+        match (&self.name, &self.checksum) {
+            (Some(name), _) => name,
+            (
+                None,
+                Checksum::MissingFromBinary {
+                    folder: Some(folder),
+                    ..
+                },
+            ) => folder,
+            _ => &self.version,
+        }
+    }
+
+    /// What makes this migration and the binary disagree, and what to do about it, if anything.
     pub fn problem(&self) -> Option<String> {
         let applied_on = self.applied_on?.format("%Y-%m-%d %H:%M:%S");
-        match (&self.checksum, self.name) {
-            (Checksum::Changed(files), Some(name)) => Some(format!(
-                "migration {name} was applied on {applied_on} but its {} changed since",
+        let label = self.label();
+        match &self.checksum {
+            Checksum::Changed(files) => Some(format!(
+                "migration {label} was applied on {applied_on} but its {} changed since. An \
+                 applied migration must not be edited: restore migrations/{label} as it was \
+                 and put the change in a new migration",
                 files.join(" and ")
             )),
-            (Checksum::MissingFromBinary, _) => Some(format!(
-                "migration version {} was applied on {applied_on} but is not in this binary",
-                self.version
+            Checksum::MissingFromBinary {
+                binary_newest: Some(newest),
+                ..
+            } => Some(format!(
+                "migration {label} was applied on {applied_on} by a newer build, and this \
+                 binary (whose newest migration is {newest}) does not have it. Deploy that \
+                 build or a later one, or first revert the migration with it: \
+                 `students-api migrate revert --to {newest}`"
+            )),
+            Checksum::MissingFromBinary { .. } => Some(format!(
+                "migration {label} was applied on {applied_on} but this binary does not have \
+                 it, though it has migrations newer than it: its folder was deleted, or came \
+                 from another branch. Restore migrations/{label}, or revert it with the build \
+                 that has it"
             )),
             _ => None,
         }
@@ -196,11 +231,23 @@ impl Migrator {
             })
             .collect();
         // What is left of `applied` is not in the binary.
-        rows.extend(applied.into_iter().map(|(version, run_on)| Status {
-            version,
-            name: None,
-            applied_on: Some(run_on),
-            checksum: Checksum::MissingFromBinary,
+        let newest = self.set.0.last();
+        rows.extend(applied.into_iter().map(|(version, run_on)| {
+            let binary_newest = newest
+                .filter(|newest| newest.version() < version)
+                .map(|newest| newest.name);
+            let folder = (recorded.iter())
+                .find(|record| record.version == version)
+                .and_then(|record| record.name.clone());
+            Status {
+                version,
+                name: None,
+                applied_on: Some(run_on),
+                checksum: Checksum::MissingFromBinary {
+                    folder,
+                    binary_newest,
+                },
+            }
         }));
         rows.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(rows)
