@@ -1,12 +1,16 @@
-//! `/health` and `/ready`, for load balancers and orchestrators.
+//! `/health` and `/ready`, for load balancers and orchestrators, and draining on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::serde::Serialize;
 use rocket::serde::json::Json;
+use rocket::tokio::signal::unix::{SignalKind, signal};
+use rocket::tokio::{select, time::sleep};
 use rocket::{State, get, routes};
 use utoipa::ToSchema;
 
@@ -14,10 +18,61 @@ use crate::db::{self, Pool};
 use crate::http::{ApiError, HttpError};
 use crate::migrate::{self, MIGRATIONS};
 
+/// The configuration key of the drain: seconds between SIGTERM and closing the listener.
+pub const DRAIN_KEY: &str = "shutdown_drain";
+
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Probes", |rocket| async {
-        rocket.mount("/", routes![health, ready])
+    AdHoc::try_on_ignite("Probes", |rocket| async {
+        let drain = match rocket.figment().extract_inner::<u64>(DRAIN_KEY) {
+            Ok(seconds) => Duration::from_secs(seconds),
+            Err(err) if err.missing() => Duration::ZERO,
+            Err(err) => {
+                log::error!("invalid {DRAIN_KEY}: {err}");
+                return Err(rocket);
+            }
+        };
+        let draining = Draining::default();
+        Ok(rocket
+            .manage(draining.clone())
+            .mount("/", routes![health, ready])
+            .attach(AdHoc::on_liftoff("Drain on SIGTERM", move |rocket| {
+                let shutdown = rocket.shutdown();
+                Box::pin(async move { drain_on_sigterm(draining, drain, shutdown) })
+            })))
     })
+}
+
+/// Set from SIGTERM on: `/ready` answers 503 while every request, in flight or new, is served.
+#[derive(Debug, Default, Clone)]
+pub struct Draining(Arc<AtomicBool>);
+
+/// On SIGTERM, turns `/ready` to 503 at once and keeps serving for `drain`, so that a load
+/// balancer polling `/ready` stops sending before the listener closes; then starts Rocket's
+/// graceful shutdown (`shutdown.grace` for requests still in flight). A second SIGTERM cuts the
+/// drain short. Rocket's own SIGTERM handler would close the listener at once, so `lib::build`
+/// leaves SIGTERM to this one; Ctrl-C (SIGINT) stays Rocket's and stops at once.
+fn drain_on_sigterm(draining: Draining, drain: Duration, shutdown: rocket::Shutdown) {
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            log::error!("cannot handle SIGTERM ({err}); it will stop the process without draining");
+            return;
+        }
+    };
+    rocket::tokio::spawn(async move {
+        term.recv().await;
+        draining.0.store(true, Ordering::Relaxed);
+        log::warn!(
+            "SIGTERM: draining. /ready answers 503; requests are served for {}s more, then the \
+             listener closes (another SIGTERM closes it now)",
+            drain.as_secs()
+        );
+        select! {
+            _ = sleep(drain) => {}
+            _ = term.recv() => {}
+        }
+        shutdown.notify();
+    });
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,19 +95,28 @@ pub fn health() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// Readiness: the database answers and its schema has every migration this binary embeds.
+/// Readiness: the instance is not shutting down, the database answers and its schema has every
+/// migration this binary embeds.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "health",
     responses(
         (status = 200, description = "Ready to serve", body = Status),
-        (status = 503, description = "The database is unreachable, or migrations are pending (the detail says which)", body = HttpError,
+        (status = 503, description = "The database is unreachable, migrations are pending, or the instance is shutting down (the detail says which)", body = HttpError,
             headers(("Retry-After" = i32, description = "Seconds to wait"))),
     )
 )]
 #[get("/ready")]
-pub async fn ready(pool: &State<Pool>) -> Result<Json<Status>, ApiError> {
+pub async fn ready(
+    pool: &State<Pool>,
+    draining: &State<Draining>,
+) -> Result<Json<Status>, ApiError> {
+    if draining.0.load(Ordering::Relaxed) {
+        return Err(ApiError::NotReady(
+            "Shutting down: this instance is draining; send requests to another".to_owned(),
+        ));
+    }
     let pending = db::run(pool, |conn| migrate::pending(conn, MIGRATIONS)).await?;
     if pending.is_empty() {
         Ok(Json(Status { status: "ready" }))

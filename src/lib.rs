@@ -21,6 +21,9 @@ use rocket::{Build, Rocket};
 /// The service, ready to ignite: the database (migrated before its pool opens), the student
 /// resource, the probes, the OpenAPI document with Swagger UI, and the JSON error catchers.
 pub fn build(figment: Figment) -> Rocket<Build> {
+    // SIGTERM drains first (`health::stage`); Rocket's own handler would close the listener at
+    // once. Ctrl-C stays Rocket's.
+    let figment = figment.merge(("shutdown.signals", Vec::<String>::new()));
     rocket::custom(figment)
         .attach(db::stage())
         .attach(students::stage())

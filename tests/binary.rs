@@ -137,3 +137,54 @@ fn healthcheck_exits_zero_while_the_service_is_ready_and_one_when_nothing_answer
         "{down:?}"
     );
 }
+
+#[test]
+fn on_sigterm_ready_turns_503_at_once_while_new_requests_are_served_until_the_drain_ends() {
+    let db = TestDb::new();
+    let mut service = Service::start_with(db.url(), &[("ROCKET_SHUTDOWN_DRAIN", "2")]);
+    service.wait_until_serving("/ready").unwrap();
+
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let ready = loop {
+        let (status, _, body) = request(service.port, "GET", "/ready").unwrap();
+        if status == 503 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(ready.1.contains("Shutting down"), "{}", ready.1);
+    let (status, _, _) = request(service.port, "GET", "/students").unwrap();
+    assert_eq!(
+        status, 200,
+        "a request after SIGTERM, within the drain, is served"
+    );
+    assert!(service.child.try_wait().unwrap().is_none(), "still serving");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = service.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "did not exit after its drain");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "it drained first"
+    );
+    assert!(
+        request(service.port, "GET", "/health").is_err(),
+        "the listener is closed"
+    );
+    let log = service.stop();
+    assert!(log.contains("SIGTERM: draining"), "{log}");
+}

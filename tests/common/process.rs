@@ -22,8 +22,14 @@ impl Drop for Service {
 impl Service {
     /// Starts the binary on a free port with its output captured.
     pub fn start(database_url: &str) -> Service {
+        Self::start_with(database_url, &[])
+    }
+
+    /// [`Service::start`] with these environment variables set too.
+    pub fn start_with(database_url: &str, env: &[(&str, &str)]) -> Service {
         let port = free_port();
         let child = binary(database_url)
+            .envs(env.iter().copied())
             .env("ROCKET_PORT", port.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
