@@ -3,6 +3,7 @@
 //! is served.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -30,6 +31,18 @@ pub struct Pool {
     /// One per connection: a request waits for one here, in async code, holding no thread.
     permits: Arc<Semaphore>,
     timeout: Duration,
+    /// Requests waiting for a permit now, and those that gave up after `timeout`, for /metrics.
+    waiting: AtomicUsize,
+    timeouts: AtomicU64,
+}
+
+/// What the pool is doing, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: u32,
+    pub waiting: usize,
+    pub timeouts: u64,
 }
 
 impl Pool {
@@ -55,7 +68,36 @@ impl Pool {
             connections,
             permits: Arc::new(Semaphore::new(config.pool_size as usize)),
             timeout: Duration::from_secs(config.timeout.into()),
+            waiting: AtomicUsize::new(0),
+            timeouts: AtomicU64::new(0),
         })
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = self.connections.state();
+        PoolStats {
+            open: state.connections,
+            idle: state.idle_connections,
+            waiting: self.waiting.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a request as waiting for a connection until it is dropped: when the wait ends, or
+/// when the request is abandoned (its client went away) while waiting.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -93,9 +135,13 @@ where
     F: FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
 {
     let deadline = Instant::now() + pool.timeout;
-    let permit = match timeout(pool.timeout, pool.permits.clone().acquire_owned()).await {
+    let waiting = Waiting::start(&pool.waiting);
+    let permit = timeout(pool.timeout, pool.permits.clone().acquire_owned()).await;
+    drop(waiting);
+    let permit = match permit {
         Ok(Ok(permit)) => permit,
         _ => {
+            pool.timeouts.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 "every database connection stayed busy for {:?}",
                 pool.timeout
@@ -121,7 +167,12 @@ where
         Ok(result?)
     });
     match task.await {
-        Ok(result) => result,
+        Ok(result) => {
+            if let Err(DbError::NoConnection) = result {
+                pool.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        }
         // A panicking query panics the handler, which Rocket answers with a 500.
         Err(err) => std::panic::resume_unwind(err.into_panic()),
     }

@@ -62,11 +62,14 @@ fn drain_on_sigterm(draining: Draining, drain: Duration, shutdown: rocket::Shutd
     rocket::tokio::spawn(async move {
         term.recv().await;
         draining.0.store(true, Ordering::Relaxed);
-        log::warn!(
-            "SIGTERM: draining. /ready answers 503; requests are served for {}s more, then the \
-             listener closes (another SIGTERM closes it now)",
-            drain.as_secs()
-        );
+        match drain.is_zero() {
+            true => log::warn!("SIGTERM: shutting down"),
+            false => log::warn!(
+                "SIGTERM: draining. /ready answers 503; requests are served for {}s more, then \
+                 the listener closes (another SIGTERM closes it now)",
+                drain.as_secs()
+            ),
+        }
         select! {
             _ = sleep(drain) => {}
             _ = term.recv() => {}

@@ -10,6 +10,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod openapi;
 pub mod schema;
@@ -19,7 +20,8 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 /// The service, ready to ignite: the database (migrated before its pool opens), the student
-/// resource, the probes, the OpenAPI document with Swagger UI, and the JSON error catchers.
+/// resource, the probes, the OpenAPI document with Swagger UI, the JSON error catchers, the
+/// metrics and the access log.
 pub fn build(figment: Figment) -> Rocket<Build> {
     // SIGTERM drains first (`health::stage`); Rocket's own handler would close the listener at
     // once. Ctrl-C stays Rocket's.
@@ -30,5 +32,6 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(health::stage())
         .attach(openapi::stage())
         .attach(http::stage())
-        .attach(logging::AccessLog)
+        .attach(metrics::stage())
+        .attach(logging::stage())
 }

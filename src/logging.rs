@@ -4,14 +4,17 @@
 //! /students:", ">> Matched", ">> Outcome", ">> Response succeeded"), and at `critical` it drops
 //! the service's start-up lines (which migrations were applied) along with them. Installed before
 //! Rocket's (Rocket then keeps it), this logger writes what Rocket's would at the configured level,
-//! in Rocket's layout, except Rocket's per-request lines; [`AccessLog`] writes one line instead.
+//! in Rocket's layout, except Rocket's per-request lines; [`AccessLog`] writes one line instead
+//! (or, with `access_log = "json"`, one JSON object).
 
 use std::io::Write;
 use std::time::Instant;
 
+use chrono::{SecondsFormat, Utc};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use rocket::config::LogLevel;
-use rocket::fairing::{Fairing, Info, Kind};
+use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::serde::Deserialize;
 use rocket::{Data, Request, Response};
 
 struct Logger {
@@ -72,11 +75,46 @@ fn install(logger: Logger, level: LevelFilter) {
     }
 }
 
-/// One line per request at `info`: method, path and query, status, and time to the response.
-pub struct AccessLog;
+/// How each request is logged, at `info`: `access_log` in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(crate = "rocket::serde", rename_all = "lowercase")]
+pub enum AccessLog {
+    /// One line: method, path and query, status, and time to the response.
+    #[default]
+    Text,
+    /// One JSON object, with a request id: the client's `X-Request-Id` when it sent a usable one,
+    /// a new UUID otherwise; either way echoed in the response's `X-Request-Id`.
+    Json,
+}
 
-/// When the request arrived, kept in its local cache.
-struct Arrived(Instant);
+/// The access log the configuration asks for.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Access log", |rocket| async {
+        match rocket.figment().extract_inner::<AccessLog>("access_log") {
+            Ok(format) => Ok(rocket.attach(format)),
+            Err(err) if err.missing() => Ok(rocket.attach(AccessLog::Text)),
+            Err(err) => {
+                log::error!("invalid access_log (\"text\" or \"json\"): {err}");
+                Err(rocket)
+            }
+        }
+    })
+}
+
+/// When the request arrived, kept in its local cache; the request metrics read it too.
+pub struct Arrived(pub Instant);
+
+/// The request's id, in its local cache, with the JSON access log.
+struct RequestId(String);
+
+/// Whether a client's `X-Request-Id` can be logged and echoed as it is: short, printable ASCII.
+fn usable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|byte| byte.is_ascii_graphic())
+}
+
+fn logging() -> bool {
+    log::log_enabled!(target: "students_api::access", Level::Info)
+}
 
 #[rocket::async_trait]
 impl Fairing for AccessLog {
@@ -88,22 +126,51 @@ impl Fairing for AccessLog {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        if log::log_enabled!(target: "students_api::access", Level::Info) {
+        if logging() {
             request.local_cache(|| Arrived(Instant::now()));
+        }
+        if *self == AccessLog::Json {
+            let sent = request
+                .headers()
+                .get_one("X-Request-Id")
+                .filter(|id| usable(id));
+            let id = sent.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+            request.local_cache(|| RequestId(id));
         }
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        if log::log_enabled!(target: "students_api::access", Level::Info) {
+        let millis = || {
             let Arrived(arrived) = request.local_cache(|| Arrived(Instant::now()));
-            log::info!(
+            arrived.elapsed().as_secs_f64() * 1000.0
+        };
+        match self {
+            AccessLog::Text if logging() => log::info!(
                 target: "students_api::access",
                 "{} {} {} {:.1}ms",
                 request.method(),
                 request.uri(),
                 response.status().code,
-                arrived.elapsed().as_secs_f64() * 1000.0
-            );
+                millis(),
+            ),
+            AccessLog::Text => {}
+            AccessLog::Json => {
+                let RequestId(id) = request.local_cache(|| RequestId(String::new()));
+                response.set_raw_header("X-Request-Id", id.clone());
+                if logging() {
+                    let line = serde_json::json!({
+                        "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                        "request_id": id,
+                        "method": request.method().as_str(),
+                        "path": request.uri().to_string(),
+                        "route": request.route().map(|route| route.uri.path()),
+                        "status": response.status().code,
+                        "duration_ms": (millis() * 10.0).round() / 10.0,
+                        "client": request.client_ip().map(|ip| ip.to_string()),
+                    });
+                    log::info!(target: "students_api::access", "{line}");
+                }
+            }
         }
     }
 }

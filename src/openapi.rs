@@ -5,7 +5,7 @@ use rocket::fairing::AdHoc;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{health, students};
+use crate::{health, metrics, students};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,10 +22,12 @@ use crate::{health, students};
         students::remove,
         health::health,
         health::ready,
+        metrics::metrics,
     ),
     tags(
         (name = "students", description = "The student resource"),
         (name = "health", description = "Liveness and readiness probes"),
+        (name = "operations", description = "Metrics for Prometheus"),
     )
 )]
 pub struct ApiDoc;

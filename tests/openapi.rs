@@ -56,7 +56,8 @@ fn every_operation_documents_its_error_responses() {
     for (path, operations) in document["paths"].as_object().unwrap() {
         for (method, operation) in operations.as_object().unwrap() {
             let responses = operation["responses"].as_object().unwrap();
-            let touches_database = path != "/health";
+            // /metrics leaves the schema's version out, rather than fail, without a database.
+            let touches_database = path != "/health" && path != "/metrics";
             if touches_database {
                 assert!(responses.contains_key("503"), "{method} {path}");
             }

@@ -101,11 +101,24 @@ pub fn migrate(database_url: &str, args: &[&str]) -> Output {
 
 /// `method path` over plain HTTP/1.1; the status, the head and the body.
 pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String, String)> {
+    request_with(port, method, path, &[])
+}
+
+/// [`request`] with these headers.
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let headers: String = (headers.iter())
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -1,0 +1,271 @@
+//! `GET /metrics` in Prometheus' text format, from the `prometheus` crate's registry: requests by
+//! method, route template and status with a latency histogram; the request pool; the schema's
+//! newest applied migration; the build.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::http::{ContentType, Method};
+use rocket::{Data, Orbit, Request, Response, Rocket, State, get, routes};
+
+use crate::db::{self, Pool};
+use crate::logging::Arrived;
+use crate::migrate::{self, MIGRATIONS};
+
+/// Request latency buckets, in seconds: the service answers most requests in about a
+/// millisecond, so the default buckets (from 5 ms) would put nearly all in the first.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_open: IntGauge,
+    pool_idle: IntGauge,
+    pool_waiting: IntGauge,
+    pool_timeouts: IntCounter,
+    schema: IntGaugeVec,
+    /// One scrape at a time: the pool's counter is copied into `pool_timeouts` by difference.
+    scrape: Mutex<()>,
+}
+
+impl Metrics {
+    fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new_custom(Some("students_api".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "Requests answered, by method, route template and status",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from a request's arrival to its response, by method and route template",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["method", "route"],
+        )?;
+        let pool_open = IntGauge::new(
+            "pool_connections_open",
+            "Database connections open in the request pool",
+        )?;
+        let pool_idle = IntGauge::new(
+            "pool_connections_idle",
+            "Open database connections no request holds",
+        )?;
+        let pool_waiting = IntGauge::new(
+            "pool_requests_waiting",
+            "Requests waiting for a database connection",
+        )?;
+        let pool_timeouts = IntCounter::new(
+            "pool_timeouts_total",
+            "Requests answered 503 because no connection came within the pool timeout",
+        )?;
+        let schema = IntGaugeVec::new(
+            Opts::new(
+                "schema_migration_info",
+                "The newest migration applied to the database (1), by version and folder name",
+            ),
+            &["version", "name"],
+        )?;
+        let newest = MIGRATIONS
+            .0
+            .last()
+            .map(|files| files.name)
+            .unwrap_or_default();
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "This binary (1): its version and the newest migration it embeds",
+            ),
+            &["version", "newest_migration"],
+        )?;
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), newest])
+            .set(1);
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(pool_open.clone()),
+            Box::new(pool_idle.clone()),
+            Box::new(pool_waiting.clone()),
+            Box::new(pool_timeouts.clone()),
+            Box::new(schema.clone()),
+            Box::new(build),
+        ] {
+            registry.register(collector)?;
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            pool_open,
+            pool_idle,
+            pool_waiting,
+            pool_timeouts,
+            schema,
+            scrape: Mutex::new(()),
+        })
+    }
+}
+
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Metrics", |rocket| async {
+        match Metrics::new() {
+            Ok(metrics) => {
+                let fairing = RequestMetrics {
+                    requests: metrics.requests.clone(),
+                    latency: metrics.latency.clone(),
+                    routes: OnceLock::new(),
+                };
+                Ok(rocket
+                    .manage(metrics)
+                    .mount("/", routes![metrics])
+                    .attach(fairing))
+            }
+            Err(err) => {
+                log::error!("cannot set up the metrics: {err}");
+                Err(rocket)
+            }
+        }
+    })
+}
+
+/// The Prometheus text exposition of every metric. The schema's version is read from the
+/// database at each scrape (another replica may have migrated since this one started); when the
+/// database does not answer, that one metric is left out rather than the scrape failing.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Every metric, in Prometheus' text exposition format 0.0.4", body = String, content_type = "text/plain"))
+)]
+#[get("/metrics")]
+pub async fn metrics(metrics: &State<Metrics>, pool: &State<Pool>) -> (ContentType, String) {
+    let newest = db::run(pool, migrate::applied).await;
+    let _scrape = metrics
+        .scrape
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let stats = pool.stats();
+    metrics.pool_open.set(stats.open as i64);
+    metrics.pool_idle.set(stats.idle as i64);
+    metrics.pool_waiting.set(stats.waiting as i64);
+    metrics
+        .pool_timeouts
+        .inc_by(stats.timeouts.saturating_sub(metrics.pool_timeouts.get()));
+    metrics.schema.reset();
+    if let Ok(applied) = newest
+        && let Some((version, _)) = applied.last()
+    {
+        let name = MIGRATIONS
+            .find(version)
+            .map(|files| files.name)
+            .unwrap_or("");
+        metrics
+            .schema
+            .with_label_values(&[version.as_str(), name])
+            .set(1);
+    }
+    let mut text = String::new();
+    if let Err(err) = TextEncoder::new().encode_utf8(&metrics.registry.gather(), &mut text) {
+        log::error!("cannot encode the metrics: {err}");
+    }
+    (
+        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]),
+        text,
+    )
+}
+
+/// Counts and times every response, labelled by the route template that answered it (so that
+/// `/students/1` and `/students/2` are one series), or `unmatched`.
+///
+/// Each route's series are resolved once and kept: `with_label_values` on every request hashes
+/// the labels, takes the vector's lock and clones an `Arc`, contended atomics on every core,
+/// which cost 8% of 5-row throughput in one compare.sh run (BENCHMARKS.md).
+struct RequestMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    /// By method, then route path: filled at liftoff, read-only afterwards.
+    routes: OnceLock<HashMap<Method, HashMap<String, RouteSeries>>>,
+}
+
+/// The statuses the service answers, each with a slot for its counter.
+const STATUSES: [u16; 12] = [200, 201, 204, 400, 404, 405, 413, 415, 422, 500, 503, 304];
+
+#[derive(Default)]
+struct RouteSeries {
+    latency: OnceLock<Histogram>,
+    requests: [OnceLock<IntCounter>; STATUSES.len()],
+}
+
+/// `code` as three ASCII digits, on the stack: no allocation per request for the label.
+fn digits(code: u16) -> [u8; 3] {
+    [code / 100 % 10, code / 10 % 10, code % 10].map(|digit| b'0' + digit as u8)
+}
+
+#[rocket::async_trait]
+impl Fairing for RequestMetrics {
+    fn info(&self) -> Info {
+        Info {
+            name: "Request metrics",
+            kind: Kind::Liftoff | Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        let mut routes: HashMap<Method, HashMap<String, RouteSeries>> = HashMap::new();
+        for route in rocket.routes() {
+            (routes.entry(route.method).or_default())
+                .entry(route.uri.path().to_owned())
+                .or_default();
+        }
+        let _ = self.routes.set(routes);
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        request.local_cache(|| Arrived(Instant::now()));
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        let Arrived(arrived) = request.local_cache(|| Arrived(Instant::now()));
+        let seconds = arrived.elapsed().as_secs_f64();
+        let method = request.method();
+        let route = request.route().map(|route| route.uri.path());
+        let code = response.status().code;
+        let digits = digits(code);
+        let status = std::str::from_utf8(&digits).unwrap_or("000");
+        let label = route.unwrap_or("unmatched");
+        let route_labels = [method.as_str(), label];
+        let labels = [method.as_str(), label, status];
+        let known = (self.routes.get())
+            .and_then(|routes| routes.get(&method)?.get(route?))
+            .zip(STATUSES.iter().position(|known| *known == code));
+        match known {
+            Some((series, slot)) => {
+                (series.latency)
+                    .get_or_init(|| self.latency.with_label_values(&route_labels))
+                    .observe(seconds);
+                (series.requests[slot])
+                    .get_or_init(|| self.requests.with_label_values(&labels))
+                    .inc();
+            }
+            None => {
+                self.latency
+                    .with_label_values(&route_labels)
+                    .observe(seconds);
+                self.requests.with_label_values(&labels).inc();
+            }
+        }
+    }
+}
