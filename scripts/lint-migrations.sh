@@ -3,6 +3,12 @@
 # .squawk.toml. Folders whose metadata.toml sets run_in_transaction = false are linted as running
 # outside a transaction. down.sql files are linted without the rules against dropping things:
 # dropping what up.sql created is their purpose.
+#
+# squawk's rules also refuse what breaks the binary still serving while a migration runs: renaming
+# a column, changing its type, dropping it, or making it required. A contract step that does so on
+# purpose names the rule in `-- squawk-ignore <rule>` (squawk's own mechanism) and says why in a
+# `-- contract:` line just above it; this script refuses an ignore without one. It also checks
+# itself on tests/lint/: the breaking steps must fail, the marked contract step must pass.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,5 +44,38 @@ for folder in "${outside[@]}"; do
   squawk --no-assume-in-transaction "$folder/up.sql" || status=1
   squawk --no-assume-in-transaction --exclude "$drops" "$folder/down.sql" || status=1
 done
-[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean"
+
+# Ignoring a rule that protects the serving binary needs its reason, on the line before it.
+compatibility=renaming-column,renaming-table,changing-column-type,ban-drop-column,ban-drop-table
+compatibility+=,adding-required-field,adding-not-nullable-field
+for file in migrations/*/up.sql tests/lint/marked-contract-step.sql; do
+  unexplained=$(awk -v rules="$compatibility" '
+    BEGIN { n = split(rules, list, ",") }
+    /^--[[:space:]]*squawk-ignore/ && previous !~ /^--[[:space:]]*contract:/ {
+      for (i = 1; i <= n; i++) if (index($0, list[i])) {
+        print FILENAME ":" FNR ": ignores " list[i] " without a -- contract: line above it"; break
+      }
+    }
+    { previous = $0 }' "$file")
+  if [ -n "$unexplained" ]; then
+    echo "$unexplained" >&2
+    status=1
+  fi
+done
+
+# The gate itself: each breaking step is refused by its rule, and a marked contract step passes.
+report=$(squawk tests/lint/breaks-the-previous-binary.sql 2>&1 || true)
+for rule in renaming-column changing-column-type ban-drop-column adding-required-field \
+  adding-not-nullable-field; do
+  if ! grep -q " $rule " <<<"$report"; then
+    echo "self-check: squawk no longer refuses $rule in tests/lint/breaks-the-previous-binary.sql" >&2
+    status=1
+  fi
+done
+if ! squawk tests/lint/marked-contract-step.sql >/dev/null; then
+  echo "self-check: squawk refuses tests/lint/marked-contract-step.sql, a marked contract step" >&2
+  status=1
+fi
+
+[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate refuses what it must"
 exit "$status"
