@@ -161,7 +161,9 @@ impl<'a> Harness<'a> {
                 true => conn.run_migration(migration)?,
                 false => conn.revert_migration(migration)?,
             };
-            conn.batch_execute(&checksums)?;
+            // The checksum table is created (or given its newer columns) here, when a migration is
+            // really applied or reverted, not each time diesel lists the applied ones.
+            conn.batch_execute(&format!("{}\n{checksums}", bookkeeping::CREATE_CHECKSUMS))?;
             Ok(version)
         };
         // In a transaction of its own, diesel's transaction around the migration becomes a
@@ -191,14 +193,11 @@ impl MigrationHarness<Pg> for Harness<'_> {
         self.step(migration, false)
     }
 
-    /// Newest first, as diesel's own harness lists them; like it, creates its table when missing.
+    /// Newest first, as diesel's own harness lists them (diesel creates its table when missing).
     fn applied_migrations(&mut self) -> migration::Result<Vec<MigrationVersion<'static>>> {
         match &self.script {
             Some((_, applied)) => Ok(applied.iter().map(MigrationVersion::as_owned).collect()),
-            None => {
-                self.conn.batch_execute(bookkeeping::CREATE_CHECKSUMS)?;
-                self.conn.applied_migrations()
-            }
+            None => self.conn.applied_migrations(),
         }
     }
 }
