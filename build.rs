@@ -1,6 +1,7 @@
 //! Compiles `migrations/` into the binary: `$OUT_DIR/migrations.rs` holds every folder's
-//! `up.sql` and `down.sql` (through `include_str!`) and whether it runs in a transaction (its
-//! `metadata.toml`, as diesel reads it). `src/migrate/source.rs` says why this replaces
+//! `up.sql` and `down.sql` (through `include_str!`), and from its `metadata.toml` whether it runs
+//! in a transaction (diesel's key) and whether it is a post-deploy step (this project's key, which
+//! diesel ignores). `src/migrate/source.rs` says why this replaces
 //! diesel_migrations' `embed_migrations!`.
 //!
 //! `rerun-if-changed` makes cargo rebuild when a migration is added or edited, so the binary
@@ -45,11 +46,14 @@ fn main() {
             true => format!("Some({})", file("down.sql")),
             false => "None".to_owned(),
         };
+        let metadata = Metadata::read(&folder.join("metadata.toml"));
         writeln!(
             code,
-            "    MigrationFiles {{ name: {name:?}, up: {}, down: {down}, run_in_transaction: {} }},",
+            "    MigrationFiles {{ name: {name:?}, up: {}, down: {down}, run_in_transaction: {}, \
+             post_deploy: {} }},",
             file("up.sql"),
-            run_in_transaction(&folder.join("metadata.toml")),
+            metadata.run_in_transaction,
+            metadata.post_deploy,
         )
         .unwrap();
     }
@@ -58,21 +62,43 @@ fn main() {
     fs::write(out, code).expect("write migrations.rs");
 }
 
-/// `run_in_transaction` of a `metadata.toml`; true without one, as in diesel.
-fn run_in_transaction(metadata: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(metadata) else {
-        return true;
-    };
-    let table: toml::Table = text
-        .parse()
-        .unwrap_or_else(|err| panic!("{}: {err}", metadata.display()));
-    match table.get("run_in_transaction") {
-        None => true,
-        Some(value) => value.as_bool().unwrap_or_else(|| {
-            panic!(
-                "{}: run_in_transaction must be a boolean",
-                metadata.display()
-            )
-        }),
+/// What a migration's `metadata.toml` says.
+struct Metadata {
+    run_in_transaction: bool,
+    post_deploy: bool,
+}
+
+impl Metadata {
+    /// Without a file: in a transaction, not post-deploy, as diesel reads a folder without one.
+    fn read(path: &Path) -> Metadata {
+        let Ok(text) = fs::read_to_string(path) else {
+            return Metadata {
+                run_in_transaction: true,
+                post_deploy: false,
+            };
+        };
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let flag = |key: &str| {
+            table.get(key).map(|value| {
+                value
+                    .as_bool()
+                    .unwrap_or_else(|| panic!("{}: {key} must be a boolean", path.display()))
+            })
+        };
+        Metadata {
+            // diesel reads a metadata.toml without this key as `false` (its serde default), the
+            // opposite of a folder without the file; one written for another key would silently
+            // take the migration out of its transaction. So it must be spelled out.
+            run_in_transaction: flag("run_in_transaction").unwrap_or_else(|| {
+                panic!(
+                    "{}: say `run_in_transaction = true` (or false): diesel reads a missing key as \
+                     false",
+                    path.display()
+                )
+            }),
+            post_deploy: flag("post_deploy").unwrap_or(false),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config;
-use crate::migrate::{Checksum, MIGRATIONS, MigrateError, Migrator, RevertTarget};
+use crate::migrate::{Checksum, MIGRATIONS, MigrateError, Migrator, RevertTarget, Status};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,10 @@ pub enum MigrateCommand {
         /// Last migration to apply: a version, a folder prefix or a folder name.
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// Stop before the first post-deploy migration (a contract step): what a fleet applies
+        /// before it rolls out the binary; `migrate run` after the rollout applies the rest.
+        #[arg(long)]
+        skip_post_deploy: bool,
     },
     /// Revert applied migrations, newest first (Alembic's `downgrade`); the last one by default.
     Revert(RevertArgs),
@@ -135,7 +139,10 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
                 return Ok(ExitCode::FAILURE);
             }
         }
-        MigrateCommand::Run { to } => report("applied", migrator.run(to.as_deref())?),
+        MigrateCommand::Run {
+            to,
+            skip_post_deploy,
+        } => report("applied", migrator.run(to.as_deref(), *skip_post_deploy)?),
         MigrateCommand::Revert(args) => report("reverted", migrator.revert(&args.target())?),
         MigrateCommand::Redo(args) => report("redid", migrator.redo(&args.target())?),
         MigrateCommand::Sql { to, down } => print!("{}", migrator.sql(to.as_deref(), *down)?),
@@ -184,7 +191,11 @@ fn report(verb: &str, names: Vec<&str>) {
 /// Prints the status table; returns what makes the database and this binary disagree.
 fn print_status(migrator: &mut Migrator) -> Result<Vec<String>, MigrateError> {
     let rows = migrator.status()?;
-    let width = rows.iter().map(|row| row.label().len()).max().unwrap_or(0);
+    let label = |row: &Status| match MIGRATIONS.find(&row.version) {
+        Some(files) if files.post_deploy => format!("{} (post-deploy)", row.label()),
+        _ => row.label().to_owned(),
+    };
+    let width = rows.iter().map(|row| label(row).len()).max().unwrap_or(0);
     println!(
         "{:<width$}  {:<8}  {:<19}  CHECKSUM",
         "MIGRATION", "STATE", "APPLIED AT"
@@ -208,7 +219,7 @@ fn print_status(migrator: &mut Migrator) -> Result<Vec<String>, MigrateError> {
             .unwrap_or_default();
         println!(
             "{:<width$}  {state:<8}  {applied_on:<19}  {checksum}",
-            row.label(),
+            label(row),
         );
     }
     Ok(rows.iter().filter_map(|row| row.problem()).collect())

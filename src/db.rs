@@ -314,7 +314,7 @@ async fn migrate_at_ignition(figment: Figment, migrations: Migrations) -> bool {
             return Ok(None);
         }
         Migrator::with_connection(conn, migrations, settings.lock_timeout())?
-            .run(None)
+            .run(None, false)
             .map(Some)
     })
     .await;

@@ -99,14 +99,14 @@ pub fn health() -> Json<Status> {
 }
 
 /// Readiness: the instance is not shutting down, the database answers and its schema has every
-/// migration this binary embeds.
+/// migration this binary embeds, post-deploy ones aside.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "health",
     responses(
         (status = 200, description = "Ready to serve", body = Status),
-        (status = 503, description = "The database is unreachable, migrations are pending, or the instance is shutting down (the detail says which)", body = HttpError,
+        (status = 503, description = "The database is unreachable, migrations this binary needs are pending, or the instance is shutting down (the detail says which)", body = HttpError,
             headers(("Retry-After" = i32, description = "Seconds to wait"))),
     )
 )]
@@ -121,12 +121,19 @@ pub async fn ready(
         ));
     }
     let pending = db::run(pool, |conn| migrate::pending(conn, MIGRATIONS)).await?;
-    if pending.is_empty() {
+    // A pending post-deploy migration is a contract step this binary serves without; it is
+    // applied after every replica runs this binary, so waiting for it here would keep the new
+    // replicas of a rolling upgrade out of service for good.
+    let required: Vec<&str> = (pending.iter())
+        .filter(|files| !files.post_deploy)
+        .map(|files| files.name)
+        .collect();
+    if required.is_empty() {
         Ok(Json(Status { status: "ready" }))
     } else {
         Err(ApiError::NotReady(format!(
             "Migrations pending: {}",
-            pending.join(", ")
+            required.join(", ")
         )))
     }
 }

@@ -8,5 +8,6 @@ diesel::table! {
         major -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email -> Nullable<Text>,
     }
 }

@@ -232,6 +232,49 @@ fn cases() -> Vec<Case> {
                 422,
                 Fields(&[(&["body", "first_name"], "string_pattern_mismatch")]),
             ),
+        // Email: optional, null allowed, and then a loose but definite format.
+        Case::new("post email with two @", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "email": "a@b@c.d"}"#)
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("post email with inner space", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "email": "a b@c.d"}"#)
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("post email without dot after @", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "email": "a@localhost"}"#)
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("post email dot at the end", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "email": "a@b."}"#)
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("post email nothing before @", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "email": "@b.c"}"#)
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("post email 65-character local part", Post, "/students")
+            .json(format!(
+                r#"{{"first_name": "A", "last_name": "B", "major": "C", "email": "{}@b.c"}}"#,
+                "a".repeat(65)
+            ))
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("post email 255 characters", Post, "/students")
+            .json(format!(
+                r#"{{"first_name": "A", "last_name": "B", "major": "C", "email": "a@{}.c"}}"#,
+                "b".repeat(251)
+            ))
+            .answers(422, Fields(&[(&["body", "email"], "string_too_long")])),
+        Case::new("post email with NUL", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "email": "a\u0000@b.c"}"#)
+            .answers(
+                422,
+                Fields(&[(&["body", "email"], "string_pattern_mismatch")]),
+            ),
+        Case::new("post email and name wrong", Post, "/students")
+            .json(r#"{"first_name": " ", "last_name": "B", "major": "C", "email": "x"}"#)
+            .answers(
+                422,
+                Fields(&[
+                    (&["body", "first_name"], "string_too_short"),
+                    (&["body", "email"], "value_error"),
+                ]),
+            ),
         Case::new("post every field wrong", Post, "/students")
             .json(r#"{"first_name": "", "last_name": 1, "nick": "x"}"#)
             .answers(
@@ -281,8 +324,14 @@ fn cases() -> Vec<Case> {
                 Fields(&[(&["body", "first_name"], "string_too_short")]),
             ),
         Case::new("patch unknown field", Patch, "/students/1")
-            .json(r#"{"email": "a@b.c"}"#)
-            .answers(422, Fields(&[(&["body", "email"], "extra_forbidden")])),
+            .json(r#"{"nickname": "Al"}"#)
+            .answers(422, Fields(&[(&["body", "nickname"], "extra_forbidden")])),
+        Case::new("patch email without @", Patch, "/students/1")
+            .json(r#"{"email": "alice.example.edu"}"#)
+            .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("patch email as number", Patch, "/students/1")
+            .json(r#"{"email": 7}"#)
+            .answers(422, Fields(&[(&["body", "email"], "string_type")])),
         Case::new("patch array body", Patch, "/students/1")
             .json(r#"[{"major": "Art"}]"#)
             .answers(422, Fields(&[(&["body"], "model_type")])),

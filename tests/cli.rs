@@ -217,3 +217,33 @@ fn conflicting_revert_targets_are_refused_before_touching_the_database() {
         stderr(&output)
     );
 }
+
+#[test]
+fn run_skip_post_deploy_stops_before_the_first_post_deploy_migration() {
+    let db = TestDb::new();
+    let first_post_deploy = FILES.iter().position(|files| files.post_deploy).unwrap();
+
+    let output = migrate(db.url(), &["run", "--skip-post-deploy"]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        applied_versions(&mut db.connect()),
+        versions(0..first_post_deploy)
+    );
+    let status = stdout(&migrate(db.url(), &["status"]));
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(FILES[first_post_deploy].name))
+        .unwrap();
+    assert!(
+        line.contains("(post-deploy)") && line.contains("pending"),
+        "{line}"
+    );
+
+    // Then the rest, as after a rollout.
+    assert!(migrate(db.url(), &["run"]).status.success());
+    assert_eq!(
+        applied_versions(&mut db.connect()),
+        versions(0..FILES.len())
+    );
+}

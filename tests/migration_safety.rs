@@ -136,7 +136,7 @@ fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_chang
 
     let mut migrator = Migrator::connect(db.url(), MIGRATIONS, Duration::from_secs(10)).unwrap();
     assert!(migrator.verify().unwrap().is_empty());
-    assert!(migrator.run(None).unwrap().is_empty());
+    assert!(migrator.run(None, false).unwrap().is_empty());
     drop(migrator);
     let last = recorded(&mut conn).pop().unwrap();
     assert_eq!(last, (FILES.last().unwrap().version(), true));

@@ -116,7 +116,9 @@ fn running_the_migrations_again_is_a_no_op() {
     let mut conn = db.connect();
     let before = applied_versions(&mut conn);
 
-    let applied = migrator(&db, MIGRATIONS).run(None).expect("migrate again");
+    let applied = migrator(&db, MIGRATIONS)
+        .run(None, false)
+        .expect("migrate again");
     assert!(applied.is_empty(), "re-applied {applied:?}");
     // A second start over the same database must not seed twice either.
     let second = Client::tracked(students_api::build(figment(&db))).expect("second start");
@@ -136,7 +138,7 @@ fn each_migration_up_then_down_restores_the_schema_exactly_and_can_go_up_again()
 
     for files in FILES {
         let before = schema_dump(&mut conn);
-        let applied = migrator.run(Some(files.name)).expect("up");
+        let applied = migrator.run(Some(files.name), false).expect("up");
         assert_eq!(applied, [files.name], "up applies exactly this migration");
 
         let reverted = migrator.revert(&RevertTarget::Last(1)).expect("down");
@@ -148,7 +150,7 @@ fn each_migration_up_then_down_restores_the_schema_exactly_and_can_go_up_again()
             files.name
         );
 
-        migrator.run(Some(files.name)).expect("up again");
+        migrator.run(Some(files.name), false).expect("up again");
     }
     assert_eq!(applied_versions(&mut conn).len(), FILES.len());
 }
@@ -236,6 +238,7 @@ const BROKEN: Migrations = Migrations(&[
             "broken_migrations/2020-01-01-000000-0000_create_thing/down.sql"
         )),
         run_in_transaction: true,
+        post_deploy: false,
     },
     MigrationFiles {
         name: "2020-01-02-000000-0000_broken",
@@ -244,6 +247,7 @@ const BROKEN: Migrations = Migrations(&[
             "broken_migrations/2020-01-02-000000-0000_broken/down.sql"
         )),
         run_in_transaction: true,
+        post_deploy: false,
     },
 ]);
 
@@ -252,7 +256,7 @@ fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it
     let db = TestDb::new();
     let mut conn = db.connect();
 
-    let err = migrator(&db, BROKEN).run(None).unwrap_err();
+    let err = migrator(&db, BROKEN).run(None, false).unwrap_err();
 
     assert!(matches!(err, MigrateError::Failed { .. }), "{err:?}");
     let message = err.to_string();

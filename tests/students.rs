@@ -75,6 +75,7 @@ fn listing_students_on_a_fresh_database_returns_the_five_seeded_students_in_id_o
         keys,
         [
             "created_at",
+            "email",
             "first_name",
             "id",
             "last_name",
@@ -392,4 +393,129 @@ fn the_database_rejects_rows_that_break_the_rules_from_any_writer() {
     )
     .execute(&mut conn)
     .expect("100 characters and inner whitespace are fine");
+}
+
+#[test]
+fn an_email_is_optional_stored_trimmed_and_null_when_absent() {
+    let db = TestDb::new();
+    let client = client(&db);
+
+    let (_, seeded) = get_json(&client, "/students/1");
+    assert_eq!(seeded["email"], Value::Null);
+    let with = send_json(
+        &client,
+        rocket::http::Method::Post,
+        "/students",
+        json!({"first_name": "Ada", "last_name": "L", "major": "M", "email": " ada@example.org\n"}),
+    );
+    assert_eq!(with.status(), Status::Created);
+    assert_eq!(
+        with.into_json::<Value>().unwrap()["email"],
+        "ada@example.org"
+    );
+    let null = send_json(
+        &client,
+        rocket::http::Method::Post,
+        "/students",
+        json!({"first_name": "Bo", "last_name": "L", "major": "M", "email": null}),
+    );
+    assert_eq!(null.status(), Status::Created);
+    assert_eq!(null.into_json::<Value>().unwrap()["email"], Value::Null);
+
+    let (_, page) = get_json(&client, "/students?after_id=5");
+    let emails: Vec<&Value> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["email"])
+        .collect();
+    assert_eq!(emails, [&json!("ada@example.org"), &Value::Null]);
+}
+
+#[test]
+fn patch_keeps_an_absent_email_and_clears_a_null_one_and_put_without_one_removes_it() {
+    let db = TestDb::new();
+    let client = client(&db);
+    let patch = |body: Value| {
+        let response = send_json(&client, rocket::http::Method::Patch, "/students/3", body);
+        assert_eq!(response.status(), Status::Ok);
+        response.into_json::<Value>().unwrap()["email"].clone()
+    };
+
+    assert_eq!(patch(json!({"email": "c@example.org"})), "c@example.org");
+    assert_eq!(patch(json!({"major": "Art"})), "c@example.org");
+    assert_eq!(patch(json!({"email": null})), Value::Null);
+    assert_eq!(patch(json!({"email": "c@example.org"})), "c@example.org");
+
+    let response = send_json(
+        &client,
+        rocket::http::Method::Put,
+        "/students/3",
+        json!({"first_name": "C", "last_name": "L", "major": "M"}),
+    );
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(get_json(&client, "/students/3").1["email"], Value::Null);
+}
+
+/// The API's rule (`Email`) and the table's `student_email_check` must accept the same
+/// addresses, or a write the API accepted fails in the database, or another writer stores one
+/// the API would refuse.
+#[test]
+fn the_api_and_the_database_accept_the_same_emails() {
+    let db = TestDb::new();
+    let client = client(&db);
+    let mut conn = db.connect();
+    let max_local = "l".repeat(64);
+    let candidates = [
+        "a@b.c",
+        "ALICE.Johnson+tag@example.edu",
+        "ü@ö.de",
+        "a@b..c",
+        "a\u{200b}@b.c",
+        "a\u{1}@b.c",
+        ".@a.b",
+        "\u{3000}a@b.c\u{2028}",
+        &format!("{max_local}@b.c"),
+        &format!("{max_local}l@b.c"),
+        &format!("a@{}.c", "b".repeat(250)),
+        &format!("a@{}.c", "b".repeat(251)),
+        "a@.b",
+        "a@b.",
+        ".@..",
+        "@b.c",
+        "a@",
+        "a",
+        "",
+        "a@b@c.d",
+        "a b@c.d",
+        "a\u{85}b@c.d",
+        "a\u{a0}b@c.d",
+        "a@b\tc.d",
+    ];
+    for candidate in candidates {
+        let api = send_json(
+            &client,
+            rocket::http::Method::Post,
+            "/students",
+            json!({"first_name": "A", "last_name": "B", "major": "C", "email": candidate}),
+        )
+        .status();
+        assert!(
+            api == Status::Created || api == Status::UnprocessableEntity,
+            "{candidate:?}: {api}"
+        );
+        let database = diesel::sql_query(
+            "INSERT INTO student (first_name, last_name, major, email) VALUES ('A', 'B', 'C', $1)",
+        )
+        .bind::<diesel::sql_types::Text, _>(candidate.trim())
+        .execute(&mut conn);
+        if let Err(err) = &database {
+            assert!(err.to_string().contains("student_email_check"), "{err}");
+        }
+        assert_eq!(
+            api == Status::Created,
+            database.is_ok(),
+            "{candidate:?}: the API answers {api}, the database {database:?}"
+        );
+    }
 }

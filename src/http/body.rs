@@ -16,6 +16,17 @@ pub trait FromJson: Sized {
     fn from_json(value: &Value) -> Result<Self, Problem>;
 }
 
+/// A field that may be `null`: `None` then. Read with [`Fields::optional`], an absent field and a
+/// `null` one stay apart (`None` and `Some(None)`), which is what PATCH needs to clear a field.
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(value: &Value) -> Result<Self, Problem> {
+        match value {
+            Value::Null => Ok(None),
+            value => T::from_json(value).map(Some),
+        }
+    }
+}
+
 /// A request body type: built from the fields of a JSON object.
 pub trait FromJsonObject: Sized {
     /// `None` when a field was missing or invalid; `fields` then holds why.

@@ -62,15 +62,18 @@ pub fn applied(conn: &mut PgConnection) -> QueryResult<Vec<(String, NaiveDateTim
     }
 }
 
-/// Names of the migrations of `set` the database has not applied, oldest first. Takes no lock,
-/// so a readiness probe never waits for a running migration.
-pub fn pending(conn: &mut PgConnection, set: Migrations) -> QueryResult<Vec<&'static str>> {
+/// The migrations of `set` the database has not applied, oldest first. Takes no lock, so a
+/// readiness probe never waits for a running migration.
+pub fn pending(
+    conn: &mut PgConnection,
+    set: Migrations,
+) -> QueryResult<Vec<&'static MigrationFiles>> {
     let applied: Vec<String> = applied(conn)?.into_iter().map(|(v, _)| v).collect();
     let pending = set
         .0
         .iter()
         .filter(|files| !applied.contains(&files.version()));
-    Ok(pending.map(|files| files.name).collect())
+    Ok(pending.collect())
 }
 
 /// What was recorded when a migration was applied.

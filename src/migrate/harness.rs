@@ -58,8 +58,13 @@ impl<'a> Harness<'a> {
         self.set.find(spec).ok_or_else(unknown)
     }
 
-    /// Applies pending migrations, oldest first, all of them or up to and including `to`.
-    pub fn apply(&mut self, to: Option<&str>) -> Result<Vec<&'static str>, MigrateError> {
+    /// Applies pending migrations, oldest first, all of them or up to and including `to`; with
+    /// `skip_post_deploy`, stops before the first post-deploy one, as diesel applies in order.
+    pub fn apply(
+        &mut self,
+        to: Option<&str>,
+        skip_post_deploy: bool,
+    ) -> Result<Vec<&'static str>, MigrateError> {
         let last = to.map(|spec| self.find(spec)).transpose()?;
         let pending = self
             .pending_migrations(self.set)
@@ -67,7 +72,9 @@ impl<'a> Harness<'a> {
         let mut applied = Vec::new();
         for migration in pending {
             let files = self.find(&migration.name().version().to_string())?;
-            if last.is_some_and(|last| files.version() > last.version()) {
+            if last.is_some_and(|last| files.version() > last.version())
+                || (skip_post_deploy && files.post_deploy)
+            {
                 break;
             }
             if let Err(source) = self.run_next_migration(self.set) {

@@ -281,11 +281,16 @@ impl Migrator {
     }
 
     /// Applies pending migrations, all of them or up to and including `to`, each in its own
-    /// transaction together with its bookkeeping; stops at the first failure. Returns the names
-    /// of those applied.
-    pub fn run(&mut self, to: Option<&str>) -> Result<Vec<&'static str>, MigrateError> {
+    /// transaction together with its bookkeeping; stops at the first failure, and with
+    /// `skip_post_deploy` before the first post-deploy migration. Returns the names of those
+    /// applied.
+    pub fn run(
+        &mut self,
+        to: Option<&str>,
+        skip_post_deploy: bool,
+    ) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        Harness::applying(&mut self.conn, self.set).apply(to)
+        Harness::applying(&mut self.conn, self.set).apply(to, skip_post_deploy)
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction together with its
@@ -300,7 +305,7 @@ impl Migrator {
     pub fn redo(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
         match self.revert(target)?.first() {
             // Reverted newest first, so the first is where applying again stops.
-            Some(newest) => self.run(Some(newest)),
+            Some(newest) => self.run(Some(newest), false),
             None => Ok(Vec::new()),
         }
     }
@@ -310,7 +315,7 @@ impl Migrator {
     pub fn sql(&mut self, to: Option<&str>, down: bool) -> Result<String, MigrateError> {
         let mut script = Harness::printing(&mut self.conn, self.set)?;
         match down {
-            false => script.apply(to)?,
+            false => script.apply(to, false)?,
             true => script
                 .revert(&to.map_or(RevertTarget::Last(1), |to| RevertTarget::To(to.into())))?,
         };

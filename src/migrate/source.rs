@@ -22,6 +22,10 @@ pub struct MigrationFiles {
     pub up: &'static str,
     pub down: Option<&'static str>,
     pub run_in_transaction: bool,
+    /// A contract step (`post_deploy = true` in its metadata.toml), applied once every replica
+    /// runs a binary that has it. The binary that ships it serves without it: `/ready` does not
+    /// wait for it, and `migrate run --skip-post-deploy` leaves it (and what follows) pending.
+    pub post_deploy: bool,
 }
 
 /// A set of migrations, in version order.

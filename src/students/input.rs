@@ -9,6 +9,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 use rocket::form::{self, FromForm, FromFormField, Strict, ValueField};
 use serde_json::Value;
+use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -90,6 +91,105 @@ impl ToSql<Text, Pg> for Name {
     }
 }
 
+/// An email address, checked as loosely as most services check one: no whitespace, one `@`, at
+/// most [`Email::MAX_LOCAL_CHARS`] characters before it and a dot inside the part after it; at
+/// most [`Email::MAX_CHARS`] characters as sent, no NUL; stored trimmed and otherwise as sent.
+/// The table's `student_email_check` holds the same rule for every other writer.
+#[derive(Debug, Clone, PartialEq, Eq, AsExpression)]
+#[diesel(sql_type = Text)]
+pub struct Email(String);
+
+impl Email {
+    /// RFC 5321's limit on a path (256) without its angle brackets.
+    pub const MAX_CHARS: usize = 254;
+    /// RFC 5321's limit on the local part.
+    pub const MAX_LOCAL_CHARS: usize = 64;
+
+    /// The rule as a JSON Schema `pattern`, on the text as sent: whitespace around it is trimmed,
+    /// so it is allowed there and nowhere else.
+    pub const PATTERN: &str = concat!(
+        r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+        r"[^@\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@",
+        r"[^@\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+\.",
+        r"[^@\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+",
+        r"[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+    );
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Why trimmed `text` is not an address, in email-validator's words where it has some, as
+    /// pydantic's `EmailStr` reports them.
+    fn problem(text: &str) -> Option<&'static str> {
+        if text.chars().any(char::is_whitespace) {
+            return Some("It must not contain whitespace.");
+        }
+        let Some((local, domain)) = text.split_once('@').filter(|(_, d)| !d.contains('@')) else {
+            return Some("It must have exactly one @-sign.");
+        };
+        let inner_dot = |(at, c): (usize, char)| c == '.' && at > 0 && at + 1 < domain.len();
+        match () {
+            _ if local.is_empty() => Some("There must be something before the @-sign."),
+            _ if local.chars().count() > Self::MAX_LOCAL_CHARS => {
+                Some("The part before the @-sign is too long (at most 64 characters).")
+            }
+            _ if domain.is_empty() => Some("There must be something after the @-sign."),
+            _ if !domain.char_indices().any(inner_dot) => {
+                Some("The part after the @-sign is not valid. It should have a period.")
+            }
+            _ => None,
+        }
+    }
+
+    /// `string` or `null`, for the inputs where `null` means no email.
+    pub fn nullable_schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some(Self::PATTERN))
+            .description(Some(
+                "An email address, or null for none. Trimmed before it is stored; at most 254 \
+                 characters as sent; no whitespace inside, one @, at most 64 characters before \
+                 it and a dot inside the part after it.",
+            ))
+            .examples([Value::from("alice.johnson@example.edu")])
+            .into()
+    }
+}
+
+impl FromJson for Email {
+    fn from_json(value: &Value) -> Result<Self, Problem> {
+        let Value::String(text) = value else {
+            return Err(Problem::new(
+                "Input should be a valid string",
+                "string_type",
+            ));
+        };
+        reject_nul(text)?;
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(Problem::new(
+                format!("String should have at most {} characters", Self::MAX_CHARS),
+                "string_too_long",
+            ));
+        }
+        let trimmed = text.trim();
+        match Self::problem(trimmed) {
+            Some(reason) => Err(Problem::new(
+                format!("value is not a valid email address: {reason}"),
+                "value_error",
+            )),
+            None => Ok(Email(trimmed.to_owned())),
+        }
+    }
+}
+
+impl ToSql<Text, Pg> for Email {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(&self.0, out)
+    }
+}
+
 /// A new student, or every field of an existing one.
 #[derive(Debug, Insertable, AsChangeset, ToSchema)]
 #[diesel(table_name = student)]
@@ -102,6 +202,10 @@ pub struct StudentCreate {
     pub last_name: Name,
     #[schema(schema_with = Name::schema)]
     pub major: Name,
+    /// Absent or `null`: none. PUT replaces every field, so a PUT without it removes the email.
+    #[diesel(treat_none_as_null = true)]
+    #[schema(schema_with = Email::nullable_schema, required = false)]
+    pub email: Option<Email>,
 }
 
 impl FromJsonObject for StudentCreate {
@@ -110,10 +214,12 @@ impl FromJsonObject for StudentCreate {
         let first_name = fields.required("first_name");
         let last_name = fields.required("last_name");
         let major = fields.required("major");
+        let email = fields.optional::<Option<Email>>("email").flatten();
         Some(StudentCreate {
             first_name: first_name?,
             last_name: last_name?,
             major: major?,
+            email,
         })
     }
 }
@@ -129,6 +235,9 @@ pub struct StudentUpdate {
     pub last_name: Option<Name>,
     #[schema(schema_with = Name::schema)]
     pub major: Option<Name>,
+    /// Absent: unchanged; `null`: removed.
+    #[schema(schema_with = Email::nullable_schema, required = false)]
+    pub email: Option<Option<Email>>,
 }
 
 impl FromJsonObject for StudentUpdate {
@@ -137,6 +246,7 @@ impl FromJsonObject for StudentUpdate {
             first_name: fields.optional("first_name"),
             last_name: fields.optional("last_name"),
             major: fields.optional("major"),
+            email: fields.optional("email"),
         })
     }
 }

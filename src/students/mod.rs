@@ -47,7 +47,7 @@ impl<'r> Responder<'r, 'static> for StudentPage {
         if let Some(next) = self.next {
             response.raw_header("Link", format!("<{next}>; rel=\"next\""));
         }
-        // In one chunk: Rocket would otherwise hand a 1,000-row page (~180 KB) to the connection
+        // In one chunk: Rocket would otherwise hand a 1,000-row page (~190 KB) to the connection
         // 4 KiB at a time, through a channel.
         let size = self.body.len();
         response

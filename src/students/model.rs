@@ -30,6 +30,9 @@ pub struct Student {
     /// When any field last changed; kept by the `set_updated_at` trigger.
     #[serde(serialize_with = "super::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
+    /// `null` when none was given.
+    #[schema(example = "alice.johnson@example.edu")]
+    pub email: Option<String>,
 }
 
 /// One page of students as the JSON array the API serves, and the last id on it when another
@@ -125,7 +128,7 @@ fn write_page(
     rows: impl Iterator<Item = QueryResult<Student>>,
     limit: i64,
 ) -> QueryResult<PageJson> {
-    // A student is about 180 bytes of JSON, and the rows are all fetched already.
+    // A student is about 190 bytes of JSON, and the rows are all fetched already.
     let mut body = Vec::with_capacity(2 + 200 * rows.size_hint().0);
     body.push(b'[');
     let (mut written, mut last_id) = (0, None);
