@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""A rolling upgrade with a schema change, under load, behind HAProxy: run by
+scripts/rolling-upgrade.sh, which builds the two binaries and gives DATABASE_URL.
+
+Three replicas of the previous binary serve behind HAProxy, which sends traffic only to replicas
+whose /ready answers 200. Under constant mixed load:
+
+  1. the new binary applies what must come before it: `migrate run --skip-post-deploy` (expand);
+  2. each old replica gets SIGTERM, drains, exits, and a new one starts on its port;
+  3. once every replica is new, clients start sending `email`, and `migrate run` applies the
+     post-deploy (contract) migrations.
+
+It passes when clients saw no answer but 2xx and no connection error, no request took longer than
+--latency-bound, and every acknowledged write is in the table as acknowledged.
+
+With --negative-control, step 1 is a backward-incompatible migration instead (a column renamed
+in one step), and the run passes only if those same checks fail: proof that they can.
+
+Only the standard library, so it runs wherever python3 does.
+"""
+
+import argparse
+import csv
+import http.client
+import io
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+# HAProxy polls /ready every 500 ms and takes a replica out after 2 failures: about 1 s after
+# SIGTERM, well inside the replicas' drain (--drain, 3 s), so no request reaches a replica that has closed its listener.
+HAPROXY_CONFIG = """\
+global
+    maxconn 2000
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    # A fresh server-side connection per request: a replica that closes an idle keep-alive
+    # connection as it shuts down can then never take a request with it.
+    option http-server-close
+
+frontend api
+    bind 127.0.0.1:{frontend}
+    default_backend replicas
+
+backend replicas
+    balance roundrobin
+    option httpchk GET /ready
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 1
+{servers}
+
+listen stats
+    bind 127.0.0.1:{stats}
+    stats enable
+    stats uri /stats
+"""
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def psql(url, sql):
+    """Runs `sql` with psql; its unaligned, tuples-only output."""
+    done = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-d", url, "-c", sql],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def with_database(url, name):
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+class Replica:
+    def __init__(self, name, port, database_url, logdir, drain):
+        self.name, self.port, self.drain = name, port, drain
+        self.database_url, self.logdir = database_url, logdir
+        self.proc = None
+
+    def start(self, version, binary, config):
+        env = dict(
+            os.environ,
+            DATABASE_URL=self.database_url,
+            ROCKET_CONFIG=config,
+            ROCKET_ADDRESS="127.0.0.1",
+            ROCKET_PORT=str(self.port),
+            # In a fleet the binary never migrates: the steps below do, in their order.
+            ROCKET_MIGRATE_ON_START="false",
+            ROCKET_SHUTDOWN_DRAIN=str(self.drain),
+            ROCKET_LOG_LEVEL="normal",
+        )
+        logfile = open(os.path.join(self.logdir, f"{self.name}-{version}.log"), "wb")
+        self.proc = subprocess.Popen(
+            [binary], env=env, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.logdir
+        )
+
+    def stop(self):
+        """SIGTERM, then the exit status once the drain and Rocket's grace are over."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=self.drain + 20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return f"killed after {self.drain + 20} s"
+
+
+class Haproxy:
+    def __init__(self, replicas, workdir):
+        self.frontend, self.stats = free_port(), free_port()
+        servers = "\n".join(
+            f"    server {r.name} 127.0.0.1:{r.port} check" for r in replicas
+        )
+        self.config = os.path.join(workdir, "haproxy.cfg")
+        with open(self.config, "w") as out:
+            out.write(
+                HAPROXY_CONFIG.format(frontend=self.frontend, stats=self.stats, servers=servers)
+            )
+        self.log = open(os.path.join(workdir, "haproxy.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["haproxy", "-db", "-f", self.config], stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def states(self):
+        """Each server's state as HAProxy's stats page has it: UP, DOWN, ..."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.stats, timeout=2)
+        try:
+            conn.request("GET", "/stats;csv")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+        return {
+            row["svname"]: row["status"].split(" ")[0]
+            for row in rows
+            if row["pxname"] == "replicas" and row["svname"] not in ("FRONTEND", "BACKEND")
+        }
+
+    def wait_for(self, name, wanted, timeout):
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            try:
+                state = self.states().get(name)
+            except OSError:
+                state = None
+            if state == wanted:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"HAProxy never saw {name} {wanted} in {timeout} s (last: {state})")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Load:
+    """Mixed reads and writes from `workers` threads, each on its own keep-alive connection,
+    bounded by a deadline and a request count. Writes are acknowledged when answered 2xx; each
+    thread changes only the students it created, so what it last saw acknowledged is what the
+    table must hold at the end."""
+
+    def __init__(self, port, workers, deadline_s, max_requests, think_s):
+        self.port, self.workers, self.think_s = port, workers, think_s
+        self.deadline = time.monotonic() + deadline_s
+        self.max_requests = max_requests
+        self.stop = threading.Event()
+        self.send_email = threading.Event()
+        self.lock = threading.Lock()
+        self.count = 0
+        self.by_op = {}
+        self.latencies = []
+        self.slowest = (0.0, None)
+        self.failures = []
+        self.acknowledged = {}  # id -> the student as last acknowledged
+        self.threads = [
+            threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(workers)
+        ]
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+
+    def finish(self):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def fail(self, what):
+        with self.lock:
+            self.failures.append(f"{time.strftime('%H:%M:%S')} {what}")
+
+    def run(self, worker):
+        rng = random.Random(worker)
+        mine = []
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        serial = 0
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            with self.lock:
+                if self.count >= self.max_requests:
+                    return
+                self.count += 1
+            op = rng.choices(["list", "get", "create", "patch"], weights=[35, 25, 25, 15])[0]
+            if op in ("get", "patch") and not mine:
+                op = "create"
+            body = None
+            if op == "list":
+                method, path = "GET", f"/students?limit=5&after_id={rng.randint(0, 200)}"
+            elif op == "get":
+                method, path = "GET", f"/students/{rng.choice(mine)}"
+            elif op == "create":
+                serial += 1
+                body = {"first_name": f"W{worker}", "last_name": f"N{serial}", "major": "Load"}
+                if self.send_email.is_set():
+                    body["email"] = f"w{worker}.n{serial}@example.org"
+                method, path = "POST", "/students"
+            else:
+                body = {"major": f"Changed {serial}"}
+                method, path = "PATCH", f"/students/{rng.choice(mine)}"
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            started = time.monotonic()
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as err:
+                self.fail(f"{method} {path}: no answer: {err!r}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                continue
+            elapsed = time.monotonic() - started
+            with self.lock:
+                self.by_op[op] = self.by_op.get(op, 0) + 1
+                self.latencies.append(elapsed)
+                if elapsed > self.slowest[0]:
+                    self.slowest = (elapsed, f"{method} {path}")
+            if not 200 <= response.status < 300:
+                self.fail(f"{method} {path}: {response.status} {data[:200]!r}")
+                continue
+            if method in ("POST", "PATCH"):
+                student = json.loads(data)
+                if body.get("email") and student.get("email") != body["email"]:
+                    self.fail(f"{method} {path}: email sent, not served back: {student}")
+                with self.lock:
+                    self.acknowledged[student["id"]] = student
+                if method == "POST":
+                    mine.append(student["id"])
+            time.sleep(self.think_s)
+
+    def percentile(self, p):
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
+
+
+def missing_writes(url, acknowledged):
+    """Acknowledged writes the table does not hold as acknowledged."""
+    if not acknowledged:
+        return []
+    ids = ",".join(str(i) for i in acknowledged)
+    stored = {}
+    rows = psql(
+        url,
+        "SELECT json_build_object('id', id, 'first_name', first_name, 'last_name', last_name, "
+        f"'major', major) FROM student WHERE id IN ({ids})",
+    )
+    for line in rows.splitlines():
+        row = json.loads(line)
+        stored[row["id"]] = row
+    problems = []
+    for sid, student in sorted(acknowledged.items()):
+        want = {k: student[k] for k in ("id", "first_name", "last_name", "major")}
+        if stored.get(sid) != want:
+            problems.append(f"student {sid}: acknowledged {want}, stored {stored.get(sid)}")
+    emails = {sid: s["email"] for sid, s in acknowledged.items() if s.get("email")}
+    if emails:
+        rows = psql(
+            url,
+            "SELECT id || ' ' || email FROM student WHERE id IN "
+            f"({','.join(str(i) for i in emails)})",
+        )
+        stored_emails = dict(line.split(" ", 1) for line in rows.splitlines())
+        for sid, email in emails.items():
+            if stored_emails.get(str(sid)) != email:
+                problems.append(f"student {sid}: email {email} acknowledged, not stored")
+    return problems
+
+
+def migrate(binary, url, *args):
+    log(f"$ students-api migrate {' '.join(args)}")
+    done = subprocess.run(
+        [binary, "migrate", *args],
+        env=dict(os.environ, DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in (done.stdout + done.stderr).splitlines():
+        log(f"    {line}")
+    if done.returncode != 0:
+        raise RuntimeError(f"migrate {' '.join(args)} exited {done.returncode}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old", required=True, help="the previous binary")
+    parser.add_argument("--old-config", required=True, help="its Rocket.toml")
+    parser.add_argument("--new", required=True, help="the binary rolled out")
+    parser.add_argument("--new-config", required=True, help="its Rocket.toml")
+    parser.add_argument("--workdir", required=True, help="logs and HAProxy's configuration")
+    parser.add_argument("--negative-control", action="store_true")
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument(
+        "--drain", type=int, default=3, help="the replicas' shutdown_drain, in seconds"
+    )
+    parser.add_argument("--latency-bound", type=float, default=1.0, help="seconds")
+    parser.add_argument("--max-requests", type=int, default=60000)
+    parser.add_argument("--deadline", type=float, default=180, help="seconds of load at most")
+    args = parser.parse_args()
+
+    server_url = os.environ["DATABASE_URL"]
+    database = f"rolling_upgrade_{os.getpid()}"
+    psql(server_url, f"CREATE DATABASE {database}")
+    url = with_database(server_url, database)
+    os.makedirs(args.workdir, exist_ok=True)
+    replicas, haproxy, load = [], None, None
+    try:
+        migrate(args.old, url, "run")
+        replicas = [
+            Replica(f"r{n}", free_port(), url, args.workdir, args.drain) for n in (1, 2, 3)
+        ]
+        for replica in replicas:
+            replica.start("old", args.old, args.old_config)
+        haproxy = Haproxy(replicas, args.workdir)
+        for replica in replicas:
+            haproxy.wait_for(replica.name, "UP", 60)
+        log(f"3 old replicas UP behind HAProxy on 127.0.0.1:{haproxy.frontend}")
+
+        load = Load(haproxy.frontend, args.workers, args.deadline, args.max_requests, 0.01)
+        load.start()
+        time.sleep(2)
+
+        if args.negative_control:
+            log("negative control: renaming student.major in one step, under the old binary")
+            psql(
+                url,
+                "BEGIN; SET LOCAL lock_timeout = '5s'; "
+                "ALTER TABLE student RENAME COLUMN major TO field_of_study; COMMIT;",
+            )
+            time.sleep(3)
+        else:
+            migrate(args.new, url, "run", "--skip-post-deploy")
+            time.sleep(1)
+            for replica in replicas:
+                log(f"{replica.name}: SIGTERM to the old binary (drains {args.drain} s)")
+                haproxy_saw_down = threading.Event()
+
+                def watch(name=replica.name, seen=haproxy_saw_down):
+                    try:
+                        haproxy.wait_for(name, "DOWN", args.drain + 5)
+                        seen.set()
+                    except RuntimeError:
+                        pass
+
+                watcher = threading.Thread(target=watch)
+                watcher.start()
+                status = replica.stop()
+                watcher.join()
+                if status != 0:
+                    load.fail(f"{replica.name}: the old binary exited {status} on SIGTERM")
+                if not haproxy_saw_down.is_set():
+                    load.fail(f"{replica.name}: HAProxy did not take it out while it drained")
+                replica.start("new", args.new, args.new_config)
+                haproxy.wait_for(replica.name, "UP", 30)
+                log(f"{replica.name}: the new binary is UP")
+            load.send_email.set()
+            log("every replica is new: clients now send email")
+            time.sleep(1)
+            migrate(args.new, url, "run")
+            time.sleep(2)
+        load.finish()
+    finally:
+        if load is not None:
+            load.finish()
+        if haproxy is not None:
+            haproxy.stop()
+        running = [r.proc for r in replicas if r.proc and r.proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(timeout=args.drain + 20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    problems = list(load.failures)
+    try:
+        problems += missing_writes(url, load.acknowledged)
+    except RuntimeError as err:
+        problems.append(f"cannot read the table back: {err}")
+    psql(server_url, f"DROP DATABASE {database} WITH (FORCE)")
+
+    total = len(load.latencies)
+    slowest, slowest_request = load.slowest
+    log(
+        f"{total} answers ({', '.join(f'{k} {v}' for k, v in sorted(load.by_op.items()))}), "
+        f"{len(load.acknowledged)} students written; latency p50 "
+        f"{load.percentile(0.5) * 1000:.0f} ms, p99 {load.percentile(0.99) * 1000:.0f} ms, "
+        f"max {slowest * 1000:.0f} ms ({slowest_request})"
+    )
+    if slowest > args.latency_bound:
+        problems.append(
+            f"{slowest_request} took {slowest:.2f} s, over the {args.latency_bound} s bound"
+        )
+    if total < 200 or not load.acknowledged:
+        problems.append(f"too little load to prove anything: {total} answers")
+    emails = sum(1 for student in load.acknowledged.values() if student.get("email"))
+    if not args.negative_control and not emails:
+        problems.append("no student was written with an email once the new binary served")
+
+    if args.negative_control:
+        # Failed requests, specifically: what the rename must cause.
+        if load.failures:
+            log(f"negative control: the checks failed, as they must ({len(problems)} problems):")
+            for problem in problems[:5]:
+                log(f"    {problem}")
+            return 0
+        log("FAIL: the negative control passed: these checks cannot tell a breaking migration")
+        return 1
+    if problems:
+        log(f"FAIL: {len(problems)} problems (logs in {args.workdir}):")
+        for problem in problems[:30]:
+            log(f"    {problem}")
+        return 1
+    log("ok: no failed request, every acknowledged write stored, latency within the bound")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
