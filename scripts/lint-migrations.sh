@@ -7,7 +7,8 @@
 # squawk's rules also refuse what breaks the binary still serving while a migration runs: renaming
 # a column, changing its type, dropping it, or making it required. A contract step that does so on
 # purpose names the rule in `-- squawk-ignore <rule>` (squawk's own mechanism) and says why in a
-# `-- contract:` line just above it; this script refuses an ignore without one. It also checks
+# `-- contract:` line just above it; this script refuses an ignore without one, and a contract
+# step outside a post-deploy migration (`post_deploy = true` in its metadata.toml). It also checks
 # itself on tests/lint/: the breaking steps must fail, the marked contract step must pass.
 set -euo pipefail
 
@@ -59,6 +60,18 @@ for file in migrations/*/up.sql tests/lint/marked-contract-step.sql; do
     { previous = $0 }' "$file")
   if [ -n "$unexplained" ]; then
     echo "$unexplained" >&2
+    status=1
+  fi
+done
+
+# A contract step breaks the previous binary, so it must wait until that binary is gone: its
+# migration is a post-deploy one, which `migrate run --skip-post-deploy` leaves for after the
+# rollout.
+for file in migrations/*/up.sql; do
+  folder=$(dirname "$file")
+  if grep -Eq '^--[[:space:]]*contract:' "$file" &&
+    ! grep -Eqs '^\s*post_deploy\s*=\s*true' "$folder/metadata.toml"; then
+    echo "$file: a contract step in a migration that is not post-deploy: add \`post_deploy = true\` (and \`run_in_transaction = true\`) to $folder/metadata.toml" >&2
     status=1
   fi
 done

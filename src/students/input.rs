@@ -128,17 +128,18 @@ impl Email {
         let Some((local, domain)) = text.split_once('@').filter(|(_, d)| !d.contains('@')) else {
             return Some("It must have exactly one @-sign.");
         };
+        // A dot with something on each side: the CHECK's `[^@...]+\.[^@...]+`.
         let inner_dot = |(at, c): (usize, char)| c == '.' && at > 0 && at + 1 < domain.len();
-        match () {
-            _ if local.is_empty() => Some("There must be something before the @-sign."),
-            _ if local.chars().count() > Self::MAX_LOCAL_CHARS => {
-                Some("The part before the @-sign is too long (at most 64 characters).")
-            }
-            _ if domain.is_empty() => Some("There must be something after the @-sign."),
-            _ if !domain.char_indices().any(inner_dot) => {
-                Some("The part after the @-sign is not valid. It should have a period.")
-            }
-            _ => None,
+        if local.is_empty() {
+            Some("There must be something before the @-sign.")
+        } else if local.chars().count() > Self::MAX_LOCAL_CHARS {
+            Some("The part before the @-sign is too long (at most 64 characters).")
+        } else if domain.is_empty() {
+            Some("There must be something after the @-sign.")
+        } else if !domain.char_indices().any(inner_dot) {
+            Some("The part after the @-sign is not valid. It should have a period.")
+        } else {
+            None
         }
     }
 
