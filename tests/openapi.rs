@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use common::{TestDb, client};
 use rocket::http::{ContentType, Status};
 use serde_json::Value;
+use utoipa::OpenApi;
 
 /// Routes that serve the documentation itself rather than the API.
 fn is_documentation(path: &str) -> bool {
@@ -92,4 +93,31 @@ fn swagger_ui_is_served_from_the_binary_at_docs() {
     let bundle = client.get("/docs/swagger-ui-bundle.js").dispatch();
     assert_eq!(bundle.status(), Status::Ok);
     assert!(bundle.into_bytes().unwrap().len() > 100_000);
+}
+
+/// The API contract is versioned with the code: `openapi.json` at the repository root is the
+/// document the service serves, so every change to what clients see shows in review as a change
+/// to that file, next to the tests that changed with it.
+#[test]
+fn the_committed_openapi_json_is_the_document_the_service_serves() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    let served = students_api::openapi::ApiDoc::openapi();
+    let how = "review the difference, raise the version in Cargo.toml when clients can see it \
+               (utoipa reads it from there), then write the file anew with \
+               `UPDATE_OPENAPI=1 scripts/test.sh --test openapi`";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        let text = served.to_pretty_json().unwrap() + "\n";
+        std::fs::write(path, text).unwrap();
+        return;
+    }
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{path}: {err}; {how}")),
+    )
+    .unwrap();
+    let served: Value = serde_json::to_value(&served).unwrap();
+    assert_eq!(served["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        served == committed,
+        "/openapi.json no longer matches openapi.json: {how}"
+    );
 }

@@ -149,6 +149,8 @@ pub async fn create(
 }
 
 /// Replace every field of a student.
+///
+/// `email` is optional, as in `POST`: sent without it, the student no longer has one.
 #[utoipa::path(
     put,
     operation_id = "replace_student",
@@ -176,6 +178,8 @@ pub async fn replace(
 }
 
 /// Change some fields of a student; the others stay as they are.
+///
+/// `"email": null` removes the email; leaving `email` out keeps it.
 #[utoipa::path(
     patch,
     operation_id = "update_student",
