@@ -38,19 +38,7 @@ impl Name {
 
 impl FromJson for Name {
     fn from_json(value: &Value) -> Result<Self, Problem> {
-        let Value::String(text) = value else {
-            return Err(Problem::new(
-                "Input should be a valid string",
-                "string_type",
-            ));
-        };
-        reject_nul(text)?;
-        if text.chars().count() > Self::MAX_CHARS {
-            return Err(Problem::new(
-                format!("String should have at most {} characters", Self::MAX_CHARS),
-                "string_too_long",
-            ));
-        }
+        let text = bounded_string(value, Self::MAX_CHARS)?;
         match text.trim() {
             "" => Err(Problem::new(
                 "String should have at least 1 character that is not whitespace",
@@ -59,6 +47,25 @@ impl FromJson for Name {
             trimmed => Ok(Name(trimmed.to_owned())),
         }
     }
+}
+
+/// The text of a JSON string without NUL and of at most `max_chars` characters as sent: what
+/// every text field asks before its own rule.
+fn bounded_string(value: &Value, max_chars: usize) -> Result<&str, Problem> {
+    let Value::String(text) = value else {
+        return Err(Problem::new(
+            "Input should be a valid string",
+            "string_type",
+        ));
+    };
+    reject_nul(text)?;
+    if text.chars().count() > max_chars {
+        return Err(Problem::new(
+            format!("String should have at most {max_chars} characters"),
+            "string_too_long",
+        ));
+    }
+    Ok(text)
 }
 
 fn reject_nul(text: &str) -> Result<(), Problem> {
@@ -161,19 +168,7 @@ impl Email {
 
 impl FromJson for Email {
     fn from_json(value: &Value) -> Result<Self, Problem> {
-        let Value::String(text) = value else {
-            return Err(Problem::new(
-                "Input should be a valid string",
-                "string_type",
-            ));
-        };
-        reject_nul(text)?;
-        if text.chars().count() > Self::MAX_CHARS {
-            return Err(Problem::new(
-                format!("String should have at most {} characters", Self::MAX_CHARS),
-                "string_too_long",
-            ));
-        }
+        let text = bounded_string(value, Self::MAX_CHARS)?;
         let trimmed = text.trim();
         match Self::problem(trimmed) {
             Some(reason) => Err(Problem::new(
