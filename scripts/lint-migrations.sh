@@ -67,16 +67,21 @@ done
 # A contract step breaks the previous binary, so it must wait until that binary is gone: its
 # migration is a post-deploy one, which `migrate run --skip-post-deploy` leaves for after the
 # rollout.
-for file in migrations/*/up.sql; do
-  folder=$(dirname "$file")
-  if grep -Eq '^--[[:space:]]*contract:' "$file" &&
-    ! grep -Eqs '^\s*post_deploy\s*=\s*true' "$folder/metadata.toml"; then
-    echo "$file: a contract step in a migration that is not post-deploy: add \`post_deploy = true\` (and \`run_in_transaction = true\`) to $folder/metadata.toml" >&2
+contract_outside_post_deploy() {
+  local folder=$1
+  grep -Eq '^--[[:space:]]*contract:' "$folder/up.sql" &&
+    ! grep -Eqs '^\s*post_deploy\s*=\s*true' "$folder/metadata.toml"
+}
+for folder in migrations/*/; do
+  folder=${folder%/}
+  if contract_outside_post_deploy "$folder"; then
+    echo "$folder/up.sql: a contract step in a migration that is not post-deploy: add \`post_deploy = true\` (and \`run_in_transaction = true\`) to $folder/metadata.toml" >&2
     status=1
   fi
 done
 
-# The gate itself: each breaking step is refused by its rule, and a marked contract step passes.
+# The gate itself: each breaking step is refused by its rule, a contract step outside a post-deploy
+# migration is refused, and a marked contract step passes.
 report=$(squawk tests/lint/breaks-the-previous-binary.sql 2>&1 || true)
 for rule in renaming-column changing-column-type ban-drop-column adding-required-field \
   adding-not-nullable-field; do
@@ -85,6 +90,10 @@ for rule in renaming-column changing-column-type ban-drop-column adding-required
     status=1
   fi
 done
+if ! contract_outside_post_deploy tests/lint/contract-not-post-deploy; then
+  echo "self-check: tests/lint/contract-not-post-deploy passes, though its contract step is not post-deploy" >&2
+  status=1
+fi
 if ! squawk tests/lint/marked-contract-step.sql >/dev/null; then
   echo "self-check: squawk refuses tests/lint/marked-contract-step.sql, a marked contract step" >&2
   status=1
