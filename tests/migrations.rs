@@ -271,6 +271,64 @@ fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it
     assert!(!table_exists(&mut conn, "half_done"));
 }
 
+/// A release's expand step behind an earlier release's contract step.
+const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
+    MigrationFiles {
+        name: "2020-01-01-000000-0000_create_thing",
+        up: "CREATE TABLE thing (id int, legacy int);",
+        down: Some("DROP TABLE thing;"),
+        run_in_transaction: true,
+        post_deploy: false,
+    },
+    MigrationFiles {
+        name: "2020-01-02-000000-0000_drop_legacy",
+        up: "ALTER TABLE thing DROP COLUMN legacy;",
+        down: Some("ALTER TABLE thing ADD COLUMN legacy int;"),
+        run_in_transaction: true,
+        post_deploy: true,
+    },
+    MigrationFiles {
+        name: "2020-01-03-000000-0000_add_label",
+        up: "ALTER TABLE thing ADD COLUMN label text;",
+        down: Some("ALTER TABLE thing DROP COLUMN label;"),
+        run_in_transaction: true,
+        post_deploy: false,
+    },
+]);
+
+#[test]
+fn skipping_post_deploy_migrations_that_hold_back_a_needed_one_is_an_error_saying_what_to_run() {
+    let db = TestDb::new();
+    let mut conn = db.connect();
+
+    let err = migrator(&db, CONTRACT_THEN_EXPAND)
+        .run(None, true)
+        .unwrap_err();
+
+    assert!(
+        matches!(err, MigrateError::PostDeployFirst { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("migration 2020-01-03-000000-0000_add_label, which this binary needs, comes after post-deploy migration 2020-01-02-000000-0000_drop_legacy still pending"), "{message}");
+    assert!(
+        message.contains("`students-api migrate run --to 2020-01-02-000000-0000_drop_legacy`"),
+        "{message}"
+    );
+    // What could be applied was.
+    assert_eq!(applied_versions(&mut conn), ["202001010000000000"]);
+
+    // Once the contract step is applied, the same command applies the rest.
+    let mut migrator = migrator(&db, CONTRACT_THEN_EXPAND);
+    migrator
+        .run(Some("2020-01-02-000000-0000_drop_legacy"), false)
+        .unwrap();
+    assert_eq!(
+        migrator.run(None, true).unwrap(),
+        ["2020-01-03-000000-0000_add_label"]
+    );
+}
+
 #[test]
 fn a_failing_migration_stops_the_service_from_starting() {
     let db = TestDb::new();

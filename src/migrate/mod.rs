@@ -58,6 +58,20 @@ pub enum MigrateError {
         .0.iter().filter_map(Status::problem).collect::<Vec<_>>().join("; ")
     )]
     Verification(Vec<Status>),
+    #[error(
+        "migration {needed}, which this binary needs, comes after {} still pending: an earlier \
+         release's contract steps were never applied. Once no replica of a release before them \
+         serves, apply them with `students-api migrate run --to {}`, then run this again",
+        match .blocking.len() {
+            1 => format!("post-deploy migration {}", .blocking[0]),
+            _ => format!("post-deploy migrations {}", .blocking.join(", ")),
+        },
+        .blocking.last().copied().unwrap_or_default()
+    )]
+    PostDeployFirst {
+        needed: &'static str,
+        blocking: Vec<&'static str>,
+    },
     #[error("no migration {0:?} in this binary; `migrate status` lists them")]
     UnknownVersion(String),
     #[error("migration {0} is not applied, so there is nothing to revert down to")]
@@ -290,7 +304,19 @@ impl Migrator {
         skip_post_deploy: bool,
     ) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        Harness::applying(&mut self.conn, self.set).apply(to, skip_post_deploy)
+        let applied = Harness::applying(&mut self.conn, self.set).apply(to, skip_post_deploy)?;
+        if skip_post_deploy && to.is_none() {
+            // Stopping before a post-deploy migration is the point, unless one this binary needs
+            // is behind it: then the rollout would wait on /ready for good, so say why now.
+            let left = pending(&mut self.conn, self.set)?;
+            if let Some(at) = left.iter().position(|files| !files.post_deploy) {
+                return Err(MigrateError::PostDeployFirst {
+                    needed: left[at].name,
+                    blocking: left[..at].iter().map(|files| files.name).collect(),
+                });
+            }
+        }
+        Ok(applied)
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction together with its
