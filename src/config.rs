@@ -64,8 +64,9 @@ pub fn check_can_listen(address: SocketAddr) -> Result<(), String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(crate = "rocket::serde")]
 pub struct MigrationSettings {
-    /// Apply pending migrations at start. Deployments that migrate in a separate step (a release
-    /// job running `students-api migrate run`) turn this off: `ROCKET_MIGRATE_ON_START=false`.
+    /// Apply pending migrations at start, post-deploy ones included. Deployments that migrate in
+    /// separate steps (`students-api migrate run --skip-post-deploy` before a rollout, `migrate
+    /// run` after it), as every fleet must, turn this off: `ROCKET_MIGRATE_ON_START=false`.
     #[serde(default = "yes")]
     pub migrate_on_start: bool,
     /// Seconds to wait for another process's migration to finish before giving up.
