@@ -441,19 +441,20 @@ def main():
     if not args.negative_control and not emails:
         problems.append("no student was written with an email once the new binary served")
 
+    def show(header, most):
+        log(f"{header} ({len(problems)} problems, logs in {args.workdir}):")
+        for problem in problems[:most]:
+            log(f"    {problem}")
+
     if args.negative_control:
         # Failed requests, specifically: what the rename must cause.
         if load.failures:
-            log(f"negative control: the checks failed, as they must ({len(problems)} problems):")
-            for problem in problems[:5]:
-                log(f"    {problem}")
+            show("negative control: the checks failed, as they must", 5)
             return 0
         log("FAIL: the negative control passed: these checks cannot tell a breaking migration")
         return 1
     if problems:
-        log(f"FAIL: {len(problems)} problems (logs in {args.workdir}):")
-        for problem in problems[:30]:
-            log(f"    {problem}")
+        show("FAIL", 30)
         return 1
     log("ok: no failed request, every acknowledged write stored, latency within the bound")
     return 0

@@ -66,15 +66,29 @@ impl<'a> Harness<'a> {
         skip_post_deploy: bool,
     ) -> Result<Vec<&'static str>, MigrateError> {
         let last = to.map(|spec| self.find(spec)).transpose()?;
-        let pending = self
+        let mut targeted: Vec<&'static MigrationFiles> = self
             .pending_migrations(self.set)
-            .map_err(MigrateError::Database)?;
+            .map_err(MigrateError::Database)?
+            .iter()
+            .map(|migration| self.find(&migration.name().version().to_string()))
+            .collect::<Result<_, _>>()?;
+        if let Some(last) = last {
+            targeted.retain(|files| files.version() <= last.version());
+        }
         let mut applied = Vec::new();
-        for migration in pending {
-            let files = self.find(&migration.name().version().to_string())?;
-            if last.is_some_and(|last| files.version() > last.version())
-                || (skip_post_deploy && files.post_deploy)
-            {
+        for (at, files) in targeted.iter().enumerate() {
+            if skip_post_deploy && files.post_deploy {
+                // Stopping here is the point, unless a migration this binary needs is behind it:
+                // the rollout would then wait on /ready for good, so say why now.
+                let behind = &targeted[at..];
+                if let (Some(needed), None) = (behind.iter().find(|f| !f.post_deploy), last) {
+                    return Err(MigrateError::PostDeployFirst {
+                        needed: needed.name,
+                        blocking: (behind.iter().take_while(|f| f.post_deploy))
+                            .map(|f| f.name)
+                            .collect(),
+                    });
+                }
                 break;
             }
             if let Err(source) = self.run_next_migration(self.set) {

@@ -296,27 +296,15 @@ impl Migrator {
 
     /// Applies pending migrations, all of them or up to and including `to`, each in its own
     /// transaction together with its bookkeeping; stops at the first failure, and with
-    /// `skip_post_deploy` before the first post-deploy migration. Returns the names of those
-    /// applied.
+    /// `skip_post_deploy` before the first post-deploy migration (failing if one this binary
+    /// needs is behind it). Returns the names of those applied.
     pub fn run(
         &mut self,
         to: Option<&str>,
         skip_post_deploy: bool,
     ) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        let applied = Harness::applying(&mut self.conn, self.set).apply(to, skip_post_deploy)?;
-        if skip_post_deploy && to.is_none() {
-            // Stopping before a post-deploy migration is the point, unless one this binary needs
-            // is behind it: then the rollout would wait on /ready for good, so say why now.
-            let left = pending(&mut self.conn, self.set)?;
-            if let Some(at) = left.iter().position(|files| !files.post_deploy) {
-                return Err(MigrateError::PostDeployFirst {
-                    needed: left[at].name,
-                    blocking: left[..at].iter().map(|files| files.name).collect(),
-                });
-            }
-        }
-        Ok(applied)
+        Harness::applying(&mut self.conn, self.set).apply(to, skip_post_deploy)
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction together with its
