@@ -49,7 +49,7 @@ fn main() {
         let metadata = Metadata::read(&folder.join("metadata.toml"));
         writeln!(
             code,
-            "    MigrationFiles {{ name: {name:?}, up: {}, down: {down}, run_in_transaction: {}, \
+            "    EmbeddedMigration {{ name: {name:?}, up: {}, down: {down}, run_in_transaction: {}, \
              post_deploy: {} }},",
             file("up.sql"),
             metadata.run_in_transaction,

@@ -1,13 +1,18 @@
 //! The command line: no subcommand serves; `migrate ...` inspects and steers migrations from the
 //! shipped binary, where no diesel CLI is installed (the Docker image, say).
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config;
-use crate::migrate::{Checksum, MIGRATIONS, MigrateError, Migrator, RevertTarget, Status};
+use crate::migrate::{
+    ApplyTarget, Checksum, MIGRATIONS, MigrateError, MigrationStatus, Migrator, PostDeploy,
+    RevertTarget,
+};
+use crate::settings::{self, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,6 +95,12 @@ pub struct RedoArgs {
     all: bool,
 }
 
+impl MigrateCommand {
+    fn apply_target(to: &Option<String>) -> ApplyTarget {
+        to.clone().map_or(ApplyTarget::All, ApplyTarget::Through)
+    }
+}
+
 impl RevertArgs {
     fn target(&self) -> RevertTarget {
         match (&self.to, self.number, self.all) {
@@ -124,10 +135,9 @@ pub fn migrate(command: &MigrateCommand) -> ExitCode {
 }
 
 fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let figment = config::figment();
-    let url = config::database_url(&figment)?;
-    let settings = config::migration_settings(&figment)?;
-    let mut migrator = Migrator::connect(&url, MIGRATIONS, settings.lock_timeout())?;
+    let settings = Settings::from_figment(settings::figment())?;
+    let lock_timeout = settings.service.migration_lock_timeout.into();
+    let mut migrator = Migrator::connect(settings.database_url(), MIGRATIONS, lock_timeout)?;
     match command {
         MigrateCommand::Status => {
             let problems = print_status(&mut migrator)?;
@@ -142,10 +152,23 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
         MigrateCommand::Run {
             to,
             skip_post_deploy,
-        } => report("applied", migrator.run(to.as_deref(), *skip_post_deploy)?),
+        } => {
+            let post_deploy = match skip_post_deploy {
+                true => PostDeploy::Skip,
+                false => PostDeploy::Apply,
+            };
+            let target = MigrateCommand::apply_target(to);
+            report("applied", migrator.run(&target, post_deploy)?)
+        }
         MigrateCommand::Revert(args) => report("reverted", migrator.revert(&args.target())?),
         MigrateCommand::Redo(args) => report("redid", migrator.redo(&args.target())?),
-        MigrateCommand::Sql { to, down } => print!("{}", migrator.sql(to.as_deref(), *down)?),
+        MigrateCommand::Sql { to, down: false } => {
+            print!("{}", migrator.apply_sql(&MigrateCommand::apply_target(to))?)
+        }
+        MigrateCommand::Sql { to, down: true } => {
+            let target = to.clone().map_or(RevertTarget::Last(1), RevertTarget::To);
+            print!("{}", migrator.revert_sql(&target)?)
+        }
         MigrateCommand::Verify => {
             let problems = migrator.verify()?;
             for problem in problems.iter().filter_map(|row| row.problem()) {
@@ -164,9 +187,9 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
 pub fn healthcheck() -> ExitCode {
     // Under the HEALTHCHECK's own timeout, so that Docker records this message, not its own.
     let timeout = Duration::from_secs(2);
-    let answer = config::listen_address(&config::figment())
+    let answer = Settings::from_figment(settings::figment())
         .map_err(|err| err.to_string())
-        .and_then(|listen| crate::health::ask_ready(listen, timeout));
+        .and_then(|settings| ask_ready(settings.listen_address(), timeout));
     match answer {
         Ok(body) => {
             println!("{body}");
@@ -176,6 +199,38 @@ pub fn healthcheck() -> ExitCode {
             eprintln!("not ready: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The client side of `/ready`, which the image's `HEALTHCHECK` then needs no curl for. Returns
+/// the answer's body when it is a 200, and otherwise says what answered or failed. std's
+/// `TcpStream` is enough: the service speaks plain HTTP on this machine and only the status line
+/// matters, so no HTTP client crate.
+fn ask_ready(listen: SocketAddr, timeout: Duration) -> Result<String, String> {
+    // A service listening on every address is reached on the loopback one.
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let target = SocketAddr::new(ip, listen.port());
+    let failed = |err: std::io::Error| format!("no answer from {target}: {err}");
+    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(failed)?;
+    stream.set_read_timeout(Some(timeout)).map_err(failed)?;
+    stream.set_write_timeout(Some(timeout)).map_err(failed)?;
+    // HTTP/1.0: the server closes the connection after its answer, which ends the read.
+    write!(stream, "GET /ready HTTP/1.0\r\nHost: {target}\r\n\r\n").map_err(failed)?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .map_err(failed)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default();
+    match status.split(' ').nth(1) {
+        Some("200") => Ok(body.trim().to_owned()),
+        _ => Err(format!("{target} answered {status:?}: {}", body.trim())),
     }
 }
 
@@ -191,9 +246,9 @@ fn report(verb: &str, names: Vec<&str>) {
 /// Prints the status table; returns what makes the database and this binary disagree.
 fn print_status(migrator: &mut Migrator) -> Result<Vec<String>, MigrateError> {
     let rows = migrator.status()?;
-    let label = |row: &Status| match MIGRATIONS.find(&row.version) {
-        Some(files) if files.post_deploy => format!("{} (post-deploy)", row.label()),
-        _ => row.label().to_owned(),
+    let label = |row: &MigrationStatus| match row.post_deploy {
+        true => format!("{} (post-deploy)", row.label()),
+        false => row.label().to_owned(),
     };
     let width = rows.iter().map(|row| label(row).len()).max().unwrap_or(0);
     println!(

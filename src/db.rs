@@ -1,6 +1,5 @@
-//! The database: the pool handlers ask for, and the stage that brings the schema up to date
-//! (under the migration lock, see [`crate::migrate`]) before the pool opens and the first request
-//! is served.
+//! The request pool and [`run`], the one call that runs a query on it. The pool is opened by the
+//! start-up stage ([`crate::startup`]), once the schema is up to date.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -8,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
-use rocket::fairing::AdHoc;
-use rocket::figment::Figment;
 use rocket::tokio::sync::Semaphore;
 use rocket::tokio::task::spawn_blocking;
 use rocket::tokio::time::timeout;
@@ -17,8 +14,7 @@ use rocket::{Build, Rocket};
 use rocket_sync_db_pools::r2d2::{self, ManageConnection};
 use rocket_sync_db_pools::{PoolResult, Poolable};
 
-use crate::config;
-use crate::migrate::{self, Migrations, Migrator};
+use crate::settings::{DATABASE, Settings};
 
 /// The request pool: rocket_sync_db_pools' configuration (`[default.databases.students]`) and
 /// `Poolable`, r2d2-pooled `PgConnection`s, driven by [`run`].
@@ -46,28 +42,27 @@ pub struct PoolStats {
 }
 
 impl Pool {
-    /// The pool `Rocket.toml` configures, as rocket_sync_db_pools reads it. Opens `min_idle`
-    /// connections, so call it on a blocking thread.
-    fn from_config(rocket: &Rocket<Build>) -> Result<Pool, String> {
-        let config = rocket_sync_db_pools::Config::from(config::DATABASE, rocket)
-            .map_err(|err| format!("invalid database configuration: {err}"))?;
-        let connections = PgConn::pool(config::DATABASE, rocket)
+    /// The pool the settings managed in `rocket` describe, built by rocket_sync_db_pools'
+    /// [`Poolable`]. Opens `min_idle` connections, so call it on a blocking thread.
+    pub fn open(rocket: &Rocket<Build>) -> Result<Pool, String> {
+        let settings = rocket
+            .state::<Settings>()
+            .ok_or("the settings were not extracted")?;
+        let pool = &settings.pool.config;
+        let connections = PgConn::pool(DATABASE, rocket)
             .map_err(|err| format!("cannot build the connection pool: {err:?}"))?;
-        let threads: usize = rocket
-            .figment()
-            .extract_inner("max_blocking")
-            .unwrap_or(512);
-        if threads < config.pool_size as usize {
+        let threads = settings.rocket.max_blocking;
+        if threads < pool.pool_size as usize {
             log::warn!(
                 "max_blocking = {threads} is below pool_size = {}: requests holding a connection \
                  will queue for a thread; set them equal",
-                config.pool_size
+                pool.pool_size
             );
         }
         Ok(Pool {
             connections,
-            permits: Arc::new(Semaphore::new(config.pool_size as usize)),
-            timeout: Duration::from_secs(config.timeout.into()),
+            permits: Arc::new(Semaphore::new(pool.pool_size as usize)),
+            timeout: settings.pool.timeout(),
             waiting: AtomicUsize::new(0),
             timeouts: AtomicU64::new(0),
         })
@@ -227,157 +222,21 @@ impl ManageConnection for PgManager {
 
 impl Poolable for PgConn {
     type Manager = PgManager;
-    type Error = std::convert::Infallible;
+    type Error = &'static str;
 
-    fn pool(db_name: &str, rocket: &Rocket<Build>) -> PoolResult<Self> {
-        let config = rocket_sync_db_pools::Config::from(db_name, rocket)?;
-        // Opening every connection up front would add each one's authentication to the start;
-        // the pool grows to pool_size under load instead.
-        let min_idle: Option<u32> = rocket
-            .figment()
-            .extract_inner(&format!("databases.{db_name}.min_idle"))
-            .ok();
+    /// From the settings managed in `rocket`: rocket_sync_db_pools' `Config`, read once there.
+    fn pool(_: &str, rocket: &Rocket<Build>) -> PoolResult<Self> {
+        let settings = rocket
+            .state::<Settings>()
+            .ok_or(rocket_sync_db_pools::Error::Custom(
+                "the settings were not extracted",
+            ))?;
+        let pool = &settings.pool;
         Ok(r2d2::Pool::builder()
-            .max_size(config.pool_size)
-            .min_idle(Some(min_idle.unwrap_or(1).min(config.pool_size)))
+            .max_size(pool.config.pool_size)
+            .min_idle(Some(pool.min_idle.min(pool.config.pool_size)))
             .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(config.timeout.into()))
-            .build(PgManager(ConnectionManager::new(&config.url)))?)
+            .connection_timeout(pool.timeout())
+            .build(PgManager(ConnectionManager::new(&pool.config.url)))?)
     }
-}
-
-/// The pool and the startup migrations, attached together so no handler can run before the
-/// schema it queries exists.
-pub fn stage() -> AdHoc {
-    stage_with(migrate::MIGRATIONS)
-}
-
-/// [`stage`] with another set of migrations, for tests that need a migration to fail.
-pub fn stage_with(migrations: Migrations) -> AdHoc {
-    AdHoc::try_on_ignite("Database", move |rocket| async move {
-        // The migrations run on a direct connection of their own while the pool opens its first
-        // connection: each costs a SCRAM handshake, and this way a start waits for one.
-        let migrating =
-            rocket::tokio::spawn(migrate_at_ignition(rocket.figment().clone(), migrations));
-        let (rocket, pool) = build_pool(rocket).await;
-        if !migrating.await.unwrap_or(false) {
-            // Already logged with its cause; the pool, if any, is dropped unused.
-            return Err(rocket);
-        }
-        let (rocket, pool) = match pool {
-            Ok(pool) => (rocket, Ok(pool)),
-            // The database came up only while the migrations waited for it.
-            Err(_) => build_pool(rocket).await,
-        };
-        match pool {
-            Ok(pool) => Ok(rocket.manage(pool)),
-            Err(err) => {
-                log::error!("{err}");
-                Err(rocket)
-            }
-        }
-    })
-}
-
-async fn build_pool(rocket: Rocket<Build>) -> (Rocket<Build>, Result<Pool, String>) {
-    spawn_blocking(move || {
-        let pool = Pool::from_config(&rocket);
-        (rocket, pool)
-    })
-    .await
-    .expect("building the pool does not panic")
-}
-
-/// Waits for the database and applies pending migrations (unless `migrate_on_start` is off);
-/// whether the service may start. Failures are logged with their cause.
-async fn migrate_at_ignition(figment: Figment, migrations: Migrations) -> bool {
-    let settings = match config::migration_settings(&figment) {
-        Ok(settings) => settings,
-        Err(err) => {
-            log::error!("invalid migration settings: {err}");
-            return false;
-        }
-    };
-    let url = match config::database_url(&figment) {
-        Ok(url) => url,
-        Err(err) => {
-            log::error!("no database url configured (set DATABASE_URL): {err}");
-            return false;
-        }
-    };
-
-    // Diesel is synchronous: connect and migrate on a blocking thread.
-    let outcome = spawn_blocking(move || {
-        let conn = wait_for_database(&url, settings.database_wait())
-            .map_err(migrate::MigrateError::Connect)?;
-        if !settings.migrate_on_start {
-            return Ok(None);
-        }
-        Migrator::with_connection(conn, migrations, settings.lock_timeout())?
-            .run(None, false)
-            .map(Some)
-    })
-    .await;
-
-    match outcome {
-        Ok(Ok(None)) => {
-            log::info!("migrate_on_start is off: not applying migrations");
-            true
-        }
-        Ok(Ok(Some(applied))) if applied.is_empty() => {
-            log::info!("database schema is up to date: no pending migrations");
-            true
-        }
-        Ok(Ok(Some(applied))) => {
-            log::info!("applied {} pending migration(s)", applied.len());
-            true
-        }
-        Ok(Err(err)) => {
-            log::error!("{err}; the service will not start");
-            false
-        }
-        Err(err) => {
-            log::error!("the migration task did not finish: {err}");
-            false
-        }
-    }
-}
-
-/// Connects to `url`, retrying with backoff for up to `patience` while the database does not
-/// answer (it is often still starting when the service does), and logging each failed attempt.
-pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, ConnectionError> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1.. {
-        match PgConnection::establish(url) {
-            Ok(conn) => {
-                if attempt > 1 {
-                    log::info!("connected to the database on attempt {attempt}");
-                }
-                return Ok(conn);
-            }
-            Err(err) if started.elapsed() < patience => {
-                // The last wait is cut short so the last attempt falls on the deadline.
-                let wait = delay.min(patience.saturating_sub(started.elapsed()));
-                log::warn!(
-                    "database not reachable (attempt {attempt}, {:.1}s of {}s): {}; retrying in {}ms",
-                    started.elapsed().as_secs_f32(),
-                    patience.as_secs(),
-                    migrate::one_line(&err.to_string()),
-                    wait.as_millis()
-                );
-                std::thread::sleep(wait);
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(err) => {
-                log::error!(
-                    "gave up on the database after {attempt} attempts in {:.1}s (database_wait = {}s)",
-                    started.elapsed().as_secs_f32(),
-                    patience.as_secs()
-                );
-                return Err(err);
-            }
-        }
-    }
-    unreachable!("the loop returns")
 }

@@ -5,8 +5,8 @@
 //! exactly the same thing and differ only in the configuration they pass.
 
 pub mod cli;
-pub mod config;
 pub mod db;
+pub mod drain;
 pub mod health;
 pub mod http;
 pub mod logging;
@@ -14,20 +14,25 @@ pub mod metrics;
 pub mod migrate;
 pub mod openapi;
 pub mod schema;
+pub mod settings;
+pub mod startup;
 pub mod students;
+pub mod timing;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
-/// The service, ready to ignite: the database (migrated before its pool opens), the student
-/// resource, the probes, the OpenAPI document with Swagger UI, the JSON error catchers, the
-/// metrics and the access log.
+/// The service, ready to ignite: the start-up stage (settings, database, migrations, pool,
+/// drain), the student resource, the probes, the OpenAPI document with Swagger UI, the JSON error
+/// catchers, the metrics and the access log. The settings are read from `figment` at ignition,
+/// unless the caller already manages them.
 pub fn build(figment: Figment) -> Rocket<Build> {
-    // SIGTERM drains first (`health::stage`); Rocket's own handler would close the listener at
-    // once. Ctrl-C stays Rocket's.
+    // SIGTERM drains first (`drain`); Rocket's own handler would close the listener at once.
+    // Ctrl-C stays Rocket's.
     let figment = figment.merge(("shutdown.signals", Vec::<String>::new()));
     rocket::custom(figment)
-        .attach(db::stage())
+        .attach(startup::stage())
+        .attach(timing::RequestTiming)
         .attach(students::stage())
         .attach(health::stage())
         .attach(openapi::stage())

@@ -8,14 +8,15 @@
 //! (or, with `access_log = "json"`, one JSON object).
 
 use std::io::Write;
-use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use rocket::config::LogLevel;
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
-use rocket::serde::Deserialize;
 use rocket::{Data, Request, Response};
+
+use crate::settings::{AccessLogFormat, Settings};
+use crate::timing;
 
 struct Logger {
     stderr: bool,
@@ -59,9 +60,14 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
-/// Logs to stdout at Rocket's `log_level`, for the service.
-pub fn for_service(level: LogLevel) {
-    install(Logger { stderr: false }, level.into());
+/// Logs to stdout, for the service, at `info` until [`set_level`] says otherwise.
+pub fn for_service() {
+    install(Logger { stderr: false }, LevelFilter::Info);
+}
+
+/// Logs at Rocket's `log_level` from now on.
+pub fn set_level(level: LogLevel) {
+    log::set_max_level(level.into());
 }
 
 /// Logs progress to stderr, for the `migrate` subcommands, whose stdout is their result.
@@ -75,34 +81,22 @@ fn install(logger: Logger, level: LevelFilter) {
     }
 }
 
-/// How each request is logged, at `info`: `access_log` in the configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(crate = "rocket::serde", rename_all = "lowercase")]
-pub enum AccessLog {
-    /// One line: method, path and query, status, and time to the response.
-    #[default]
-    Text,
-    /// One JSON object, with a request id: the client's `X-Request-Id` when it sent a usable one,
-    /// a new UUID otherwise; either way echoed in the response's `X-Request-Id`.
-    Json,
-}
-
-/// The access log the configuration asks for.
+/// The access log the settings ask for, as a fairing.
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Access log", |rocket| async {
-        match rocket.figment().extract_inner::<AccessLog>("access_log") {
-            Ok(format) => Ok(rocket.attach(format)),
-            Err(err) if err.missing() => Ok(rocket.attach(AccessLog::Text)),
-            Err(err) => {
-                log::error!("invalid access_log (\"text\" or \"json\"): {err}");
-                Err(rocket)
+    AdHoc::on_ignite("Access log", |rocket| async {
+        // Without settings, ignition has already failed.
+        match rocket.state::<Settings>() {
+            Some(settings) => {
+                let format = settings.service.access_log;
+                rocket.attach(AccessLog(format))
             }
+            None => rocket,
         }
     })
 }
 
-/// When the request arrived, kept in its local cache; the request metrics read it too.
-pub struct Arrived(pub Instant);
+/// Writes one access line, or object, per request.
+struct AccessLog(AccessLogFormat);
 
 /// The request's id, in its local cache, with the JSON access log.
 struct RequestId(String);
@@ -126,10 +120,7 @@ impl Fairing for AccessLog {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        if logging() {
-            request.local_cache(|| Arrived(Instant::now()));
-        }
-        if *self == AccessLog::Json {
+        if self.0 == AccessLogFormat::Json {
             let sent = request
                 .headers()
                 .get_one("X-Request-Id")
@@ -140,12 +131,9 @@ impl Fairing for AccessLog {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let millis = || {
-            let Arrived(arrived) = request.local_cache(|| Arrived(Instant::now()));
-            arrived.elapsed().as_secs_f64() * 1000.0
-        };
-        match self {
-            AccessLog::Text if logging() => log::info!(
+        let millis = || timing::elapsed(request).as_secs_f64() * 1000.0;
+        match self.0 {
+            AccessLogFormat::Text if logging() => log::info!(
                 target: "students_api::access",
                 "{} {} {} {:.1}ms",
                 request.method(),
@@ -153,8 +141,8 @@ impl Fairing for AccessLog {
                 response.status().code,
                 millis(),
             ),
-            AccessLog::Text => {}
-            AccessLog::Json => {
+            AccessLogFormat::Text => {}
+            AccessLogFormat::Json => {
                 let RequestId(id) = request.local_cache(|| RequestId(String::new()));
                 response.set_raw_header("X-Request-Id", id.clone());
                 if logging() {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use students_api::cli::{Cli, Command};
+use students_api::settings::{self, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,18 +25,24 @@ fn main() -> ExitCode {
 
 #[rocket::main]
 async fn serve() -> ExitCode {
-    let figment = students_api::config::figment();
-    // Rocket's own default, which depends on the build profile, when nothing sets it.
-    let default = rocket::Config::default().log_level;
-    students_api::logging::for_service(figment.extract_inner("log_level").unwrap_or(default));
-    let listen = students_api::config::listen_address(&figment)
-        .map_err(|err| err.to_string())
-        .and_then(students_api::config::check_can_listen);
-    if let Err(message) = listen {
+    // Before anything of Rocket's, which would install its own logger.
+    students_api::logging::for_service();
+    let figment = settings::figment();
+    // Read before the service is built, to log at the configured level from the start and to
+    // check the port before migrating; the start-up stage takes them from here.
+    let settings = match Settings::from_figment(figment.clone()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    students_api::logging::set_level(settings.rocket.log_level);
+    if let Err(message) = settings::check_can_listen(settings.listen_address()) {
         log::error!("{message}");
         return ExitCode::FAILURE;
     }
-    match students_api::build(figment).launch().await {
+    match students_api::build(figment).manage(settings).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
             // Ignition failures were already logged with their cause by the failing stage.

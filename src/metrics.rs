@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -12,11 +11,11 @@ use prometheus::{
 };
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::http::{ContentType, Method};
-use rocket::{Data, Orbit, Request, Response, Rocket, State, get, routes};
+use rocket::{Orbit, Request, Response, Rocket, State, get, routes};
 
 use crate::db::{self, Pool};
-use crate::logging::Arrived;
 use crate::migrate::{self, MIGRATIONS};
+use crate::timing;
 
 /// Request latency buckets, in seconds: the service answers most requests in about a
 /// millisecond, so the default buckets (from 5 ms) would put nearly all in the first.
@@ -81,7 +80,7 @@ impl Metrics {
         let newest = MIGRATIONS
             .0
             .last()
-            .map(|files| files.name)
+            .map(|migration| migration.name)
             .unwrap_or_default();
         let build = IntGaugeVec::new(
             Opts::new(
@@ -170,7 +169,7 @@ pub async fn metrics(metrics: &State<Metrics>, pool: &State<Pool>) -> (ContentTy
     {
         let name = MIGRATIONS
             .find(version)
-            .map(|files| files.name)
+            .map(|migration| migration.name)
             .unwrap_or("");
         metrics
             .schema
@@ -191,8 +190,8 @@ pub async fn metrics(metrics: &State<Metrics>, pool: &State<Pool>) -> (ContentTy
 /// `/students/1` and `/students/2` are one series), or `unmatched`.
 ///
 /// Each route's series are resolved once and kept: `with_label_values` on every request hashes
-/// the labels, takes the vector's lock and clones an `Arc`, contended atomics on every core,
-/// which cost 8% of 5-row throughput in one compare.sh run (BENCHMARKS.md).
+/// the labels, takes the vector's lock and clones an `Arc`, contended atomics on every core
+/// (BENCHMARKS.md measures what that cost).
 struct RequestMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
@@ -219,7 +218,7 @@ impl Fairing for RequestMetrics {
     fn info(&self) -> Info {
         Info {
             name: "Request metrics",
-            kind: Kind::Liftoff | Kind::Request | Kind::Response,
+            kind: Kind::Liftoff | Kind::Response,
         }
     }
 
@@ -233,13 +232,8 @@ impl Fairing for RequestMetrics {
         let _ = self.routes.set(routes);
     }
 
-    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        request.local_cache(|| Arrived(Instant::now()));
-    }
-
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let Arrived(arrived) = request.local_cache(|| Arrived(Instant::now()));
-        let seconds = arrived.elapsed().as_secs_f64();
+        let seconds = timing::elapsed(request).as_secs_f64();
         let method = request.method();
         let route = request.route().map(|route| route.uri.path());
         let code = response.status().code;

@@ -20,17 +20,21 @@ use crate::db::{self, DbError};
 const RETRY_AFTER_SECS: u32 = 1;
 
 /// The body of every error that is not about input: `{"detail": "Not Found"}`.
+// Documented under FastAPI's name for it; this comment is not in the document, the line above is.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(crate = "rocket::serde")]
-pub struct HttpError {
+#[schema(as = HttpError)]
+pub struct ErrorBody {
     #[schema(example = "Student not found")]
     pub detail: Cow<'static, str>,
 }
 
 /// The body of every error about input: one entry per offending field.
+// Documented under FastAPI's name for it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(crate = "rocket::serde")]
-pub struct HttpValidationError {
+#[schema(as = HttpValidationError)]
+pub struct ValidationErrorBody {
     pub detail: Vec<FieldError>,
 }
 
@@ -130,10 +134,13 @@ impl ApiError {
     }
 }
 
-/// Two independent checks of one request (the path and the body of a `PUT`, say), so that one
-/// answer lists the problems of both. A body that could not be read at all (400, 413, 415) says
+/// Both results of two independent checks of one request (the path and the body of a `PUT`,
+/// say), or one error listing the problems of both. A body that could not be read at all (400, 413, 415) says
 /// more than a bad path parameter, so it wins over one.
-pub fn both<A, B>(a: Result<A, ApiError>, b: Result<B, ApiError>) -> Result<(A, B), ApiError> {
+pub fn join_checks<A, B>(
+    a: Result<A, ApiError>,
+    b: Result<B, ApiError>,
+) -> Result<(A, B), ApiError> {
     match (a, b) {
         (Ok(a), Ok(b)) => Ok((a, b)),
         (Err(ApiError::Invalid(mut errors)), Err(ApiError::Invalid(more))) => {
@@ -180,7 +187,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
         let status = self.status();
         match self {
             ApiError::Invalid(detail) | ApiError::BadRequest(detail) => {
-                json(status, HttpValidationError { detail }, request)
+                json(status, ValidationErrorBody { detail }, request)
             }
             ApiError::ConnectionLost(_) => {
                 log::warn!("{} {}: {}", request.method(), request.uri(), chain(&self));
@@ -222,7 +229,7 @@ pub(crate) fn message(
     request: &Request<'_>,
 ) -> response::Result<'static> {
     let detail = detail.into();
-    json(status, HttpError { detail }, request)
+    json(status, ErrorBody { detail }, request)
 }
 
 /// A 503 with `Retry-After`.

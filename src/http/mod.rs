@@ -11,7 +11,7 @@ use rocket::fairing::AdHoc;
 use utoipa::IntoResponses;
 
 pub use body::{Fields, FromJson, FromJsonObject, JsonBody};
-pub use error::{ApiError, FieldError, HttpError, HttpValidationError, Problem, both};
+pub use error::{ApiError, ErrorBody, FieldError, Problem, ValidationErrorBody, join_checks};
 pub use params::path_int;
 
 /// The JSON catchers, for every path.
@@ -28,18 +28,18 @@ pub fn stage() -> AdHoc {
     description = "The database is unavailable",
     headers(("Retry-After" = i32, description = "Seconds to wait"))
 )]
-pub struct Unavailable(pub HttpError);
+pub struct Unavailable(pub ErrorBody);
 
 /// How a request body can be refused before it is read as input, for the OpenAPI document.
 #[derive(IntoResponses)]
 pub enum BodyRejected {
     #[response(status = 400, description = "The body is not valid JSON")]
-    Malformed(HttpValidationError),
+    Malformed(ValidationErrorBody),
     #[response(
         status = 413,
         description = "The body is larger than the `json` limit (64 KiB in the shipped Rocket.toml)"
     )]
-    TooLarge(HttpError),
+    TooLarge(ErrorBody),
     #[response(status = 415, description = "The body is not sent as application/json")]
-    NotJson(HttpError),
+    NotJson(ErrorBody),
 }

@@ -9,7 +9,8 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable, Text};
 
-use super::source::{MigrationFiles, Migrations};
+use super::Direction;
+use super::source::{EmbeddedMigration, Migrations};
 
 diesel::table! {
     /// diesel's own table, as its `MigrationConnection::setup` creates it.
@@ -67,12 +68,12 @@ pub fn applied(conn: &mut PgConnection) -> QueryResult<Vec<(String, NaiveDateTim
 pub fn pending(
     conn: &mut PgConnection,
     set: Migrations,
-) -> QueryResult<Vec<&'static MigrationFiles>> {
+) -> QueryResult<Vec<&'static EmbeddedMigration>> {
     let applied: Vec<String> = applied(conn)?.into_iter().map(|(v, _)| v).collect();
     let pending = set
         .0
         .iter()
-        .filter(|files| !applied.contains(&files.version()));
+        .filter(|migration| !applied.contains(&migration.version()));
     Ok(pending.collect())
 }
 
@@ -88,10 +89,10 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// Those of `files` that differ from what was recorded.
-    pub fn changed_files(&self, files: &MigrationFiles) -> Vec<&'static str> {
-        let up = (self.up_sha256 != files.up_sha256()).then_some("up.sql");
-        let down = (self.down_sha256 != files.down_sha256()).then_some("down.sql");
+    /// Those of `migration`'s files that differ from what was recorded.
+    pub fn changed_files(&self, migration: &EmbeddedMigration) -> Vec<&'static str> {
+        let up = (self.up_sha256 != migration.up_sha256()).then_some("up.sql");
+        let down = (self.down_sha256 != migration.down_sha256()).then_some("down.sql");
         up.into_iter().chain(down).collect()
     }
 }
@@ -110,11 +111,25 @@ pub fn recorded(conn: &mut PgConnection) -> QueryResult<Vec<Recorded>> {
     }
 }
 
-/// Records the checksums of applied `files`; `adopting` says it was applied without a record.
-pub fn record(conn: &mut PgConnection, files: &MigrationFiles, adopting: bool) -> QueryResult<()> {
+/// How a migration's checksums come to be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// In the transaction that applies the migration.
+    Applied,
+    /// Later, for a migration found applied without a record (before checksums were kept, or by
+    /// the diesel CLI).
+    Adopted,
+}
+
+/// Records the checksums of an applied `migration`.
+pub fn record(
+    conn: &mut PgConnection,
+    migration: &EmbeddedMigration,
+    recording: Recording,
+) -> QueryResult<()> {
     conn.batch_execute(&format!(
         "{CREATE_CHECKSUMS}\n{}",
-        record_sql(files, adopting)
+        record_sql(migration, recording)
     ))
 }
 
@@ -122,33 +137,44 @@ pub fn record(conn: &mut PgConnection, files: &MigrationFiles, adopting: bool) -
 // script does exactly what `migrate run` would. `build.rs` allows only letters and digits in a
 // version, and checksums are hex, so only the folder name needs quoting.
 
-/// Records the checksums of `files` against its application in diesel's table.
-pub fn record_sql(files: &MigrationFiles, adopting: bool) -> String {
+/// Records the checksums of `migration` against its application in diesel's table.
+pub fn record_sql(migration: &EmbeddedMigration, recording: Recording) -> String {
+    let adopted = recording == Recording::Adopted;
     format!(
         "INSERT INTO __migration_checksums (version, up_sha256, down_sha256, run_on, adopted, \
          name)\n\
-         SELECT version, '{}', '{}', run_on, {adopting}, '{}' FROM __diesel_schema_migrations \
+         SELECT version, '{}', '{}', run_on, {adopted}, '{}' FROM __diesel_schema_migrations \
          WHERE version = '{}'\n\
          ON CONFLICT (version) DO UPDATE SET up_sha256 = EXCLUDED.up_sha256, \
          down_sha256 = EXCLUDED.down_sha256, run_on = EXCLUDED.run_on, recorded_at = now(), \
          adopted = EXCLUDED.adopted, name = EXCLUDED.name;",
-        files.up_sha256(),
-        files.down_sha256(),
-        files.name.replace('\'', "''"),
-        files.version(),
+        migration.up_sha256(),
+        migration.down_sha256(),
+        migration.name.replace('\'', "''"),
+        migration.version(),
     )
 }
 
-pub fn forget_sql(files: &MigrationFiles) -> String {
-    let version = files.version();
-    format!("DELETE FROM __migration_checksums WHERE version = '{version}';")
+/// What the checksum table gets when `migration` is applied (recorded) or reverted (forgotten).
+pub fn checksums_sql(migration: &EmbeddedMigration, direction: Direction) -> String {
+    match direction {
+        Direction::Up => record_sql(migration, Recording::Applied),
+        Direction::Down => format!(
+            "DELETE FROM __migration_checksums WHERE version = '{}';",
+            migration.version()
+        ),
+    }
 }
 
-/// What diesel's harness itself writes when it applies or reverts `files`, for a script.
-pub fn diesel_sql(files: &MigrationFiles, applying: bool) -> String {
-    let version = files.version();
-    match applying {
-        true => format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}');"),
-        false => format!("DELETE FROM __diesel_schema_migrations WHERE version = '{version}';"),
+/// What diesel's harness itself writes when it applies or reverts `migration`, for a script.
+pub fn diesel_sql(migration: &EmbeddedMigration, direction: Direction) -> String {
+    let version = migration.version();
+    match direction {
+        Direction::Up => {
+            format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}');")
+        }
+        Direction::Down => {
+            format!("DELETE FROM __diesel_schema_migrations WHERE version = '{version}';")
+        }
     }
 }

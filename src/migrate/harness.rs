@@ -1,7 +1,8 @@
-//! diesel's `MigrationHarness`, wrapped so that each migration's checksums are recorded (or
-//! forgotten) in the same transaction as diesel's own bookkeeping row, or, for `migrate sql`, so
-//! that what would run is appended to a script instead. Either way diesel's `pending_migrations`,
-//! `run_next_migration` and `revert_last_migration` choose what runs.
+//! diesel's `MigrationHarness`, implemented twice: [`Harness`] applies each migration and records
+//! (or forgets) its checksums in the same transaction as diesel's own bookkeeping row, and
+//! [`Script`] appends what would run to a script for `migrate sql` instead. Either way diesel's
+//! `pending_migrations`, `run_next_migration` and `revert_last_migration` choose what runs, through
+//! [`apply`] and [`revert`].
 
 use std::time::Instant;
 
@@ -11,176 +12,132 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_migrations::{MigrationError, MigrationHarness};
 
-use super::{MigrateError, MigrationFiles, Migrations, RevertTarget, bookkeeping};
+use super::{
+    ApplyTarget, Direction, EmbeddedMigration, MigrateError, Migrations, PostDeploy, RevertTarget,
+    bookkeeping,
+};
 
-pub struct Harness<'a> {
-    conn: &'a mut PgConnection,
-    set: Migrations,
-    /// When printing: the script so far, and what would be applied once it ran, newest first.
-    script: Option<(String, Vec<MigrationVersion<'static>>)>,
+fn find(set: Migrations, spec: &str) -> Result<&'static EmbeddedMigration, MigrateError> {
+    set.find(spec)
+        .ok_or_else(|| MigrateError::UnknownVersion(spec.to_owned()))
 }
 
-impl<'a> Harness<'a> {
-    pub fn applying(conn: &'a mut PgConnection, set: Migrations) -> Self {
-        Harness {
-            conn,
-            set,
-            script: None,
-        }
-    }
+/// The migration diesel hands a harness, as this binary embeds it.
+fn embedded(
+    set: Migrations,
+    migration: &dyn Migration<Pg>,
+) -> Result<&'static EmbeddedMigration, MigrateError> {
+    find(set, &migration.name().version().to_string())
+}
 
-    /// Starts from what the database has applied, read without creating any table.
-    pub fn printing(conn: &'a mut PgConnection, set: Migrations) -> Result<Self, MigrateError> {
-        let applied = bookkeeping::applied(conn)?.into_iter().rev();
-        let applied = applied.map(|(version, _)| version.into()).collect();
-        Ok(Harness {
-            conn,
-            set,
-            script: Some((String::new(), applied)),
-        })
+/// Applies pending migrations of `set`, oldest first, all of them or through the target; with
+/// `PostDeploy::Skip`, stops before the first post-deploy one, as diesel applies in order.
+pub fn apply<H: MigrationHarness<Pg>>(
+    harness: &mut H,
+    set: Migrations,
+    target: &ApplyTarget,
+    post_deploy: PostDeploy,
+) -> Result<Vec<&'static str>, MigrateError> {
+    let last = match target {
+        ApplyTarget::All => None,
+        ApplyTarget::Through(spec) => Some(find(set, spec)?),
+    };
+    let mut targeted: Vec<&'static EmbeddedMigration> = (harness.pending_migrations(set))
+        .map_err(MigrateError::Database)?
+        .iter()
+        .map(|migration| embedded(set, migration.as_ref()))
+        .collect::<Result<_, _>>()?;
+    if let Some(last) = last {
+        targeted.retain(|migration| migration.version() <= last.version());
     }
-
-    /// The script; one that `applies` creates the bookkeeping tables first, as the service does.
-    pub fn into_script(self, applies: bool) -> String {
-        let (sql, _) = self.script.unwrap_or_default();
-        match (sql.is_empty(), applies) {
-            (true, _) => "-- Nothing to do: the database is already there.\n".into(),
-            (false, true) => {
-                let tables = CREATE_MIGRATIONS_TABLE.trim_end();
-                format!("{tables}\n{}\n{sql}", bookkeeping::CREATE_CHECKSUMS)
-            }
-            (false, false) => sql,
-        }
-    }
-
-    fn find(&self, spec: &str) -> Result<&'static MigrationFiles, MigrateError> {
-        let unknown = || MigrateError::UnknownVersion(spec.to_owned());
-        self.set.find(spec).ok_or_else(unknown)
-    }
-
-    /// Applies pending migrations, oldest first, all of them or up to and including `to`; with
-    /// `skip_post_deploy`, stops before the first post-deploy one, as diesel applies in order.
-    pub fn apply(
-        &mut self,
-        to: Option<&str>,
-        skip_post_deploy: bool,
-    ) -> Result<Vec<&'static str>, MigrateError> {
-        let last = to.map(|spec| self.find(spec)).transpose()?;
-        let mut targeted: Vec<&'static MigrationFiles> = self
-            .pending_migrations(self.set)
-            .map_err(MigrateError::Database)?
-            .iter()
-            .map(|migration| self.find(&migration.name().version().to_string()))
-            .collect::<Result<_, _>>()?;
-        if let Some(last) = last {
-            targeted.retain(|files| files.version() <= last.version());
-        }
-        let mut applied = Vec::new();
-        for (at, files) in targeted.iter().enumerate() {
-            if skip_post_deploy && files.post_deploy {
-                // Stopping here is the point, unless a migration this binary needs is behind it:
-                // the rollout would then wait on /ready for good, so say why now.
-                let behind = &targeted[at..];
-                if let (Some(needed), None) = (behind.iter().find(|f| !f.post_deploy), last) {
-                    return Err(MigrateError::PostDeployFirst {
-                        needed: needed.name,
-                        blocking: (behind.iter().take_while(|f| f.post_deploy))
-                            .map(|f| f.name)
-                            .collect(),
-                    });
-                }
-                break;
-            }
-            if let Err(source) = self.run_next_migration(self.set) {
-                let (name, transactional) = (files.name, files.run_in_transaction);
-                return Err(MigrateError::Failed {
-                    name,
-                    transactional,
-                    source,
+    let mut applied = Vec::new();
+    for (at, migration) in targeted.iter().enumerate() {
+        if post_deploy == PostDeploy::Skip && migration.post_deploy {
+            // Stopping here is the point, unless a migration this binary needs is behind it:
+            // the rollout would then wait on /ready for good, so say why now.
+            let behind = &targeted[at..];
+            if let (Some(needed), None) = (behind.iter().find(|m| !m.post_deploy), last) {
+                return Err(MigrateError::PostDeployFirst {
+                    needed: needed.name,
+                    blocking: (behind.iter().take_while(|m| m.post_deploy))
+                        .map(|m| m.name)
+                        .collect(),
                 });
             }
-            applied.push(files.name);
+            break;
         }
-        Ok(applied)
-    }
-
-    /// Reverts applied migrations, newest first, as `target` says.
-    pub fn revert(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
-        let applied = self.applied_migrations().map_err(MigrateError::Database)?;
-        let count = match target {
-            RevertTarget::Last(n) => *n,
-            RevertTarget::All => applied.len(),
-            RevertTarget::To(spec) => {
-                let keep = self.find(spec)?;
-                let version = MigrationVersion::from(keep.version());
-                if !applied.contains(&version) {
-                    return Err(MigrateError::NotApplied(keep.name));
-                }
-                applied
-                    .iter()
-                    .take_while(|applied| **applied > version)
-                    .count()
-            }
-        };
-        let mut reverted = Vec::new();
-        for newest in applied.iter().take(count) {
-            let name = self.find(&newest.to_string())?.name;
-            if let Err(source) = self.revert_last_migration(self.set) {
-                return Err(MigrateError::RevertFailed { name, source });
-            }
-            reverted.push(name);
+        if let Err(source) = harness.run_next_migration(set) {
+            return Err(MigrateError::Failed {
+                name: migration.name,
+                transactional: migration.run_in_transaction,
+                source,
+            });
         }
-        Ok(reverted)
+        applied.push(migration.name);
     }
+    Ok(applied)
+}
 
-    /// Applies (or reverts) `migration` and its checksums, or appends both to the script.
+/// Reverts applied migrations, newest first, as `target` says.
+pub fn revert<H: MigrationHarness<Pg>>(
+    harness: &mut H,
+    set: Migrations,
+    target: &RevertTarget,
+) -> Result<Vec<&'static str>, MigrateError> {
+    let applied = harness
+        .applied_migrations()
+        .map_err(MigrateError::Database)?;
+    let count = match target {
+        RevertTarget::Last(n) => *n,
+        RevertTarget::All => applied.len(),
+        RevertTarget::To(spec) => {
+            let keep = find(set, spec)?;
+            let version = MigrationVersion::from(keep.version());
+            if !applied.contains(&version) {
+                return Err(MigrateError::NotApplied(keep.name));
+            }
+            (applied.iter())
+                .take_while(|applied| **applied > version)
+                .count()
+        }
+    };
+    let mut reverted = Vec::new();
+    for newest in applied.iter().take(count) {
+        let name = find(set, &newest.to_string())?.name;
+        if let Err(source) = harness.revert_last_migration(set) {
+            return Err(MigrateError::RevertFailed { name, source });
+        }
+        reverted.push(name);
+    }
+    Ok(reverted)
+}
+
+/// Applies and reverts for real, over a connection that holds the migration lock.
+pub struct Harness<'a> {
+    pub conn: &'a mut PgConnection,
+    pub set: Migrations,
+}
+
+impl Harness<'_> {
+    /// Applies (or reverts) `migration` and records (or forgets) its checksums.
     fn step(
         &mut self,
         migration: &dyn Migration<Pg>,
-        applying: bool,
+        direction: Direction,
     ) -> migration::Result<MigrationVersion<'static>> {
-        let files = self.find(&migration.name().version().to_string())?;
+        let embedded = embedded(self.set, migration)?;
         let version = migration.name().version().as_owned();
-        let checksums = match applying {
-            true => bookkeeping::record_sql(files, false),
-            false => bookkeeping::forget_sql(files),
+        let checksums = bookkeeping::checksums_sql(embedded, direction);
+        let (doing, done) = match direction {
+            Direction::Up => ("applying", "applied"),
+            Direction::Down => ("reverting", "reverted"),
         };
-        if let Some((sql, applied)) = &mut self.script {
-            let (verb, body) = match applying {
-                true => ("Apply", files.up),
-                false => (
-                    "Revert",
-                    files.down.ok_or(MigrationError::NoMigrationRevertFile)?,
-                ),
-            };
-            let (begin, commit) = match files.run_in_transaction {
-                true => ("BEGIN;\n", "COMMIT;\n"),
-                false => (
-                    "-- (outside a transaction: metadata.toml says run_in_transaction = false)\n",
-                    "",
-                ),
-            };
-            let diesel_row = bookkeeping::diesel_sql(files, applying);
-            let body = body.trim_end();
-            *sql +=
-                &format!("\n-- {verb} {files}\n{begin}{body}\n{diesel_row}\n{checksums}\n{commit}");
-            applied.retain(|applied| *applied != version);
-            if applying {
-                applied.push(version.as_owned());
-                applied.sort_by(|a, b| b.cmp(a));
-            }
-            return Ok(version);
-        }
-        let (doing, done) = match applying {
-            true => ("applying", "applied"),
-            false => ("reverting", "reverted"),
-        };
-        log::info!("{doing} migration {files}");
+        log::info!("{doing} migration {embedded}");
         let started = Instant::now();
         let step = |conn: &mut PgConnection| -> migration::Result<_> {
-            match applying {
-                true => conn.run_migration(migration)?,
-                false => conn.revert_migration(migration)?,
+            match direction {
+                Direction::Up => conn.run_migration(migration)?,
+                Direction::Down => conn.revert_migration(migration)?,
             };
             // The checksum table is created (or given its newer columns) here, when a migration is
             // really applied or reverted, not each time diesel lists the applied ones.
@@ -189,12 +146,12 @@ impl<'a> Harness<'a> {
         };
         // In a transaction of its own, diesel's transaction around the migration becomes a
         // savepoint: the checksums commit with diesel's row, or neither does.
-        let version = match files.run_in_transaction {
+        let version = match embedded.run_in_transaction {
             true => self.conn.transaction(step),
             false => step(self.conn),
         }?;
         let took = started.elapsed().as_millis();
-        log::info!("{done} migration {files} in {took} ms");
+        log::info!("{done} migration {embedded} in {took} ms");
         Ok(version)
     }
 }
@@ -204,21 +161,116 @@ impl MigrationHarness<Pg> for Harness<'_> {
         &mut self,
         migration: &dyn Migration<Pg>,
     ) -> migration::Result<MigrationVersion<'static>> {
-        self.step(migration, true)
+        self.step(migration, Direction::Up)
     }
 
     fn revert_migration(
         &mut self,
         migration: &dyn Migration<Pg>,
     ) -> migration::Result<MigrationVersion<'static>> {
-        self.step(migration, false)
+        self.step(migration, Direction::Down)
     }
 
     /// Newest first, as diesel's own harness lists them (diesel creates its table when missing).
     fn applied_migrations(&mut self) -> migration::Result<Vec<MigrationVersion<'static>>> {
-        match &self.script {
-            Some((_, applied)) => Ok(applied.iter().map(MigrationVersion::as_owned).collect()),
-            None => self.conn.applied_migrations(),
+        self.conn.applied_migrations()
+    }
+}
+
+/// Writes what [`Harness`] would execute, bookkeeping included, as a script for `psql`; it
+/// keeps its own list of what would be applied once the script so far ran.
+pub struct Script {
+    set: Migrations,
+    direction: Direction,
+    sql: String,
+    /// Newest first.
+    applied: Vec<MigrationVersion<'static>>,
+}
+
+impl Script {
+    /// Starts from what the database has applied, read without creating any table.
+    pub fn new(
+        conn: &mut PgConnection,
+        set: Migrations,
+        direction: Direction,
+    ) -> Result<Self, MigrateError> {
+        let applied = bookkeeping::applied(conn)?.into_iter().rev();
+        let applied = applied.map(|(version, _)| version.into()).collect();
+        Ok(Script {
+            set,
+            direction,
+            sql: String::new(),
+            applied,
+        })
+    }
+
+    /// The script; one that applies creates the bookkeeping tables first, as the service does.
+    pub fn into_sql(self) -> String {
+        match (self.sql.is_empty(), self.direction) {
+            (true, _) => "-- Nothing to do: the database is already there.\n".into(),
+            (false, Direction::Up) => {
+                let tables = CREATE_MIGRATIONS_TABLE.trim_end();
+                format!("{tables}\n{}\n{}", bookkeeping::CREATE_CHECKSUMS, self.sql)
+            }
+            (false, Direction::Down) => self.sql,
         }
+    }
+
+    fn step(
+        &mut self,
+        migration: &dyn Migration<Pg>,
+        direction: Direction,
+    ) -> migration::Result<MigrationVersion<'static>> {
+        let embedded = embedded(self.set, migration)?;
+        let version = migration.name().version().as_owned();
+        let (verb, body) = match direction {
+            Direction::Up => ("Apply", embedded.up),
+            Direction::Down => (
+                "Revert",
+                (embedded.down).ok_or(MigrationError::NoMigrationRevertFile)?,
+            ),
+        };
+        let (begin, commit) = match embedded.run_in_transaction {
+            true => ("BEGIN;\n", "COMMIT;\n"),
+            false => (
+                "-- (outside a transaction: metadata.toml says run_in_transaction = false)\n",
+                "",
+            ),
+        };
+        let diesel_row = bookkeeping::diesel_sql(embedded, direction);
+        let checksums = bookkeeping::checksums_sql(embedded, direction);
+        let body = body.trim_end();
+        self.sql +=
+            &format!("\n-- {verb} {embedded}\n{begin}{body}\n{diesel_row}\n{checksums}\n{commit}");
+        self.applied.retain(|applied| *applied != version);
+        if direction == Direction::Up {
+            self.applied.push(version.as_owned());
+            self.applied.sort_by(|a, b| b.cmp(a));
+        }
+        Ok(version)
+    }
+}
+
+impl MigrationHarness<Pg> for Script {
+    fn run_migration(
+        &mut self,
+        migration: &dyn Migration<Pg>,
+    ) -> migration::Result<MigrationVersion<'static>> {
+        self.step(migration, Direction::Up)
+    }
+
+    fn revert_migration(
+        &mut self,
+        migration: &dyn Migration<Pg>,
+    ) -> migration::Result<MigrationVersion<'static>> {
+        self.step(migration, Direction::Down)
+    }
+
+    fn applied_migrations(&mut self) -> migration::Result<Vec<MigrationVersion<'static>>> {
+        Ok(self
+            .applied
+            .iter()
+            .map(MigrationVersion::as_owned)
+            .collect())
     }
 }

@@ -18,11 +18,11 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-pub use bookkeeping::{Recorded, applied, pending, recorded};
+pub use bookkeeping::{Recorded, Recording, applied, pending, recorded};
 pub use lock::LOCK_KEY;
-pub use source::{MIGRATIONS, MigrationFiles, Migrations};
+pub use source::{EmbeddedMigration, MIGRATIONS, Migrations};
 
-use harness::Harness;
+use harness::{Harness, Script};
 
 /// Why a migration command could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +55,9 @@ pub enum MigrateError {
     },
     #[error(
         "the database's applied migrations do not match this binary: {}",
-        .0.iter().filter_map(Status::problem).collect::<Vec<_>>().join("; ")
+        .0.iter().filter_map(MigrationStatus::problem).collect::<Vec<_>>().join("; ")
     )]
-    Verification(Vec<Status>),
+    Verification(Vec<MigrationStatus>),
     #[error(
         "migration {needed}, which this binary needs, comes after {} still pending: an earlier \
          release's contract steps were never applied. Once no replica of a release before them \
@@ -92,10 +92,12 @@ impl From<diesel::result::Error> for MigrateError {
 
 /// One migration as `migrate status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub struct MigrationStatus {
     pub version: String,
     /// `None` when the migration is applied but not in this binary.
     pub name: Option<&'static str>,
+    /// A post-deploy migration of this binary.
+    pub post_deploy: bool,
     pub applied_on: Option<NaiveDateTime>,
     pub checksum: Checksum,
 }
@@ -121,7 +123,7 @@ pub enum Checksum {
     },
 }
 
-impl Status {
+impl MigrationStatus {
     /// The migration's folder name, or its version when neither the binary nor the database
     /// knows the name.
     pub fn label(&self) -> &str {
@@ -169,6 +171,29 @@ impl Status {
     }
 }
 
+/// Which pending migrations `run` applies, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyTarget {
+    All,
+    /// Up to and including this version.
+    Through(String),
+}
+
+/// Whether `run` applies post-deploy migrations (contract steps) or stops before the first, as a
+/// fleet does before it rolls out the binary that has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostDeploy {
+    Apply,
+    Skip,
+}
+
+/// Applying or reverting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
 /// Which applied migrations `revert` undoes, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevertTarget {
@@ -214,12 +239,12 @@ impl Migrator {
     }
 
     /// Every migration of the binary, and every applied one the binary lacks, in version order.
-    pub fn status(&mut self) -> Result<Vec<Status>, MigrateError> {
+    pub fn status(&mut self) -> Result<Vec<MigrationStatus>, MigrateError> {
         let mut applied = applied(&mut self.conn)?;
         let recorded = recorded(&mut self.conn)?;
-        let mut rows: Vec<Status> = (self.set.0.iter())
-            .map(|files| {
-                let version = files.version();
+        let mut rows: Vec<MigrationStatus> = (self.set.0.iter())
+            .map(|migration| {
+                let version = migration.version();
                 let at = applied.iter().position(|(v, _)| *v == version);
                 let applied_on = at.map(|at| applied.remove(at).1);
                 let record = recorded.iter().find(|r| r.version == version);
@@ -227,7 +252,7 @@ impl Migrator {
                     (None, _) => Checksum::NotApplied,
                     // Recorded for this application, not one another tool has since replaced.
                     (Some(run_on), Some(record)) if record.run_on == run_on => {
-                        let changed = record.changed_files(files);
+                        let changed = record.changed_files(migration);
                         match changed.is_empty() {
                             true => Checksum::Verified,
                             false => Checksum::Changed(changed),
@@ -235,10 +260,10 @@ impl Migrator {
                     }
                     (Some(_), _) => Checksum::Unrecorded,
                 };
-                let name = Some(files.name);
-                Status {
+                MigrationStatus {
                     version,
-                    name,
+                    name: Some(migration.name),
+                    post_deploy: migration.post_deploy,
                     applied_on,
                     checksum,
                 }
@@ -253,9 +278,10 @@ impl Migrator {
             let folder = (recorded.iter())
                 .find(|record| record.version == version)
                 .and_then(|record| record.name.clone());
-            Status {
+            MigrationStatus {
                 version,
                 name: None,
+                post_deploy: false,
                 applied_on: Some(run_on),
                 checksum: Checksum::MissingFromBinary {
                     folder,
@@ -268,7 +294,7 @@ impl Migrator {
     }
 
     /// The migrations that make the database and this binary disagree; empty when they agree.
-    pub fn verify(&mut self) -> Result<Vec<Status>, MigrateError> {
+    pub fn verify(&mut self) -> Result<Vec<MigrationStatus>, MigrateError> {
         let mut rows = self.status()?;
         rows.retain(|row| row.problem().is_some());
         Ok(rows)
@@ -277,7 +303,7 @@ impl Migrator {
     /// Fails on any problem [`Migrator::verify`] finds; then records the checksums of applied
     /// migrations that have none. Every command that changes the schema starts with this.
     fn check_and_adopt(&mut self) -> Result<(), MigrateError> {
-        let (problems, rows): (Vec<Status>, Vec<Status>) = self
+        let (problems, rows): (Vec<MigrationStatus>, Vec<MigrationStatus>) = self
             .status()?
             .into_iter()
             .partition(|row| row.problem().is_some());
@@ -285,33 +311,36 @@ impl Migrator {
             return Err(MigrateError::Verification(problems));
         }
         for row in rows {
-            if let (Checksum::Unrecorded, Some(files)) = (row.checksum, self.set.find(&row.version))
+            if let (Checksum::Unrecorded, Some(migration)) =
+                (row.checksum, self.set.find(&row.version))
             {
-                bookkeeping::record(&mut self.conn, files, true)?;
-                log::info!("recorded the checksums of {files}, applied before they were kept");
+                bookkeeping::record(&mut self.conn, migration, Recording::Adopted)?;
+                log::info!("recorded the checksums of {migration}, applied before they were kept");
             }
         }
         Ok(())
     }
 
-    /// Applies pending migrations, all of them or up to and including `to`, each in its own
+    /// Applies pending migrations as `target` and `post_deploy` say, each in its own
     /// transaction together with its bookkeeping; stops at the first failure, and with
-    /// `skip_post_deploy` before the first post-deploy migration (failing if one this binary
+    /// `PostDeploy::Skip` before the first post-deploy migration (failing if one this binary
     /// needs is behind it). Returns the names of those applied.
     pub fn run(
         &mut self,
-        to: Option<&str>,
-        skip_post_deploy: bool,
+        target: &ApplyTarget,
+        post_deploy: PostDeploy,
     ) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        Harness::applying(&mut self.conn, self.set).apply(to, skip_post_deploy)
+        let set = self.set;
+        harness::apply(&mut self.harness(), set, target, post_deploy)
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction together with its
     /// bookkeeping. Returns the names of those reverted.
     pub fn revert(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
         self.check_and_adopt()?;
-        Harness::applying(&mut self.conn, self.set).revert(target)
+        let set = self.set;
+        harness::revert(&mut self.harness(), set, target)
     }
 
     /// Reverts, then applies again exactly the migrations it reverted: proof that each
@@ -319,20 +348,30 @@ impl Migrator {
     pub fn redo(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
         match self.revert(target)?.first() {
             // Reverted newest first, so the first is where applying again stops.
-            Some(newest) => self.run(Some(newest), false),
+            Some(newest) => self.run(&ApplyTarget::Through((*newest).into()), PostDeploy::Apply),
             None => Ok(Vec::new()),
         }
     }
 
-    /// The SQL `run --to` (or with `down`, `revert --to`, by default of the last one) would
-    /// execute, bookkeeping included, without executing it: a script for `psql`.
-    pub fn sql(&mut self, to: Option<&str>, down: bool) -> Result<String, MigrateError> {
-        let mut script = Harness::printing(&mut self.conn, self.set)?;
-        match down {
-            false => script.apply(to, false)?,
-            true => script
-                .revert(&to.map_or(RevertTarget::Last(1), |to| RevertTarget::To(to.into())))?,
-        };
-        Ok(script.into_script(!down))
+    /// The SQL `run` would execute for `target`, bookkeeping included, without executing it: a
+    /// script for `psql`.
+    pub fn apply_sql(&mut self, target: &ApplyTarget) -> Result<String, MigrateError> {
+        let mut script = Script::new(&mut self.conn, self.set, Direction::Up)?;
+        harness::apply(&mut script, self.set, target, PostDeploy::Apply)?;
+        Ok(script.into_sql())
+    }
+
+    /// The SQL `revert` would execute for `target`, without executing it.
+    pub fn revert_sql(&mut self, target: &RevertTarget) -> Result<String, MigrateError> {
+        let mut script = Script::new(&mut self.conn, self.set, Direction::Down)?;
+        harness::revert(&mut script, self.set, target)?;
+        Ok(script.into_sql())
+    }
+
+    fn harness(&mut self) -> Harness<'_> {
+        Harness {
+            conn: &mut self.conn,
+            set: self.set,
+        }
     }
 }

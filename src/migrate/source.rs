@@ -14,9 +14,9 @@ use diesel::pg::Pg;
 use diesel_migrations::MigrationError;
 use sha2::{Digest, Sha256};
 
-/// One migration folder.
+/// One migration, as compiled in from its folder.
 #[derive(Debug)]
-pub struct MigrationFiles {
+pub struct EmbeddedMigration {
     /// The folder name, e.g. `2026-11-27-163402-0000_create_student`.
     pub name: &'static str,
     pub up: &'static str,
@@ -30,12 +30,12 @@ pub struct MigrationFiles {
 
 /// A set of migrations, in version order.
 #[derive(Debug, Clone, Copy)]
-pub struct Migrations(pub &'static [MigrationFiles]);
+pub struct Migrations(pub &'static [EmbeddedMigration]);
 
 /// The service's migrations: every folder under `migrations/`.
 pub const MIGRATIONS: Migrations = Migrations(include!(concat!(env!("OUT_DIR"), "/migrations.rs")));
 
-impl MigrationFiles {
+impl EmbeddedMigration {
     /// diesel's version of the folder: the part before the first `_`, without dashes.
     pub fn version(&self) -> String {
         self.name
@@ -64,19 +64,25 @@ fn sha256(text: &str) -> String {
 impl Migrations {
     /// The migration a user's VERSION names: a version (`202611271634020000`), a folder prefix
     /// (`2026-11-27-163402-0000`) or a whole folder name.
-    pub fn find(&self, spec: &str) -> Option<&'static MigrationFiles> {
-        let prefix = |files: &MigrationFiles| files.name.split('_').next() == Some(spec);
-        (self.0.iter()).find(|files| files.version() == spec || files.name == spec || prefix(files))
+    pub fn find(&self, spec: &str) -> Option<&'static EmbeddedMigration> {
+        let prefix = |migration: &EmbeddedMigration| migration.name.split('_').next() == Some(spec);
+        (self.0.iter()).find(|migration| {
+            migration.version() == spec || migration.name == spec || prefix(migration)
+        })
     }
 }
 
 impl MigrationSource<Pg> for Migrations {
     fn migrations(&self) -> migration::Result<Vec<Box<dyn Migration<Pg>>>> {
-        Ok(self.0.iter().map(|files| Box::new(files) as _).collect())
+        Ok(self
+            .0
+            .iter()
+            .map(|migration| Box::new(migration) as _)
+            .collect())
     }
 }
 
-impl Migration<Pg> for &'static MigrationFiles {
+impl Migration<Pg> for &'static EmbeddedMigration {
     fn run(&self, conn: &mut dyn BoxableConnection<Pg>) -> migration::Result<()> {
         Ok(conn.batch_execute(self.up)?)
     }
@@ -95,19 +101,19 @@ impl Migration<Pg> for &'static MigrationFiles {
     }
 }
 
-impl MigrationMetadata for MigrationFiles {
+impl MigrationMetadata for EmbeddedMigration {
     fn run_in_transaction(&self) -> bool {
         self.run_in_transaction
     }
 }
 
-impl MigrationName for MigrationFiles {
+impl MigrationName for EmbeddedMigration {
     fn version(&self) -> MigrationVersion<'_> {
-        MigrationFiles::version(self).into()
+        EmbeddedMigration::version(self).into()
     }
 }
 
-impl fmt::Display for MigrationFiles {
+impl fmt::Display for EmbeddedMigration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
     }

@@ -2,11 +2,8 @@
 //! Each type here is at once what is parsed, what is written to the table and what
 //! `/openapi.json` documents, so the three cannot drift apart.
 
-use diesel::expression::AsExpression;
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::serialize::{self, Output, ToSql};
-use diesel::sql_types::Text;
+use diesel_derive_newtype::DieselNewType;
 use rocket::form::{self, FromForm, FromFormField, Strict, ValueField};
 use serde_json::Value;
 use utoipa::openapi::schema::SchemaType;
@@ -19,8 +16,7 @@ use crate::schema::student;
 /// A first name, last name or major: a JSON string of at most [`Name::MAX_CHARS`] characters as
 /// sent, not blank, without NUL (PostgreSQL text cannot hold it); stored trimmed. The table's
 /// CHECK constraints hold the same rule for every other writer.
-#[derive(Debug, Clone, PartialEq, Eq, AsExpression)]
-#[diesel(sql_type = Text)]
+#[derive(Debug, Clone, PartialEq, Eq, DieselNewType)]
 pub struct Name(String);
 
 impl Name {
@@ -92,18 +88,11 @@ impl PartialSchema for Name {
     }
 }
 
-impl ToSql<Text, Pg> for Name {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <str as ToSql<Text, Pg>>::to_sql(&self.0, out)
-    }
-}
-
 /// An email address, checked as loosely as most services check one: no whitespace, one `@`, at
 /// most [`Email::MAX_LOCAL_CHARS`] characters before it and a dot inside the part after it; at
 /// most [`Email::MAX_CHARS`] characters as sent, no NUL; stored trimmed and otherwise as sent.
 /// The table's `student_email_check` holds the same rule for every other writer.
-#[derive(Debug, Clone, PartialEq, Eq, AsExpression)]
-#[diesel(sql_type = Text)]
+#[derive(Debug, Clone, PartialEq, Eq, DieselNewType)]
 pub struct Email(String);
 
 impl Email {
@@ -177,12 +166,6 @@ impl FromJson for Email {
             )),
             None => Ok(Email(trimmed.to_owned())),
         }
-    }
-}
-
-impl ToSql<Text, Pg> for Email {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <str as ToSql<Text, Pg>>::to_sql(&self.0, out)
     }
 }
 

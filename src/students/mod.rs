@@ -11,15 +11,17 @@ use std::io::Cursor;
 
 use rocket::fairing::AdHoc;
 use rocket::form;
-use rocket::http::{ContentType, RawStr};
+use rocket::http::ContentType;
+use rocket::http::uri::fmt::{Formatter, FromUriParam, Query, UriDisplay};
 use rocket::response::status::{Created, NoContent};
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
-use rocket::{Request, State, delete, get, patch, post, put, routes};
+use rocket::{Request, State, delete, get, patch, post, put, routes, uri};
 
 use crate::db::{self, Pool};
 use crate::http::{
-    ApiError, BodyRejected, HttpError, HttpValidationError, JsonBody, Unavailable, both, path_int,
+    ApiError, BodyRejected, ErrorBody, JsonBody, Unavailable, ValidationErrorBody, join_checks,
+    path_int,
 };
 use input::{ListParams, StudentCreate, StudentUpdate};
 use model::Student;
@@ -58,14 +60,40 @@ impl<'r> Responder<'r, 'static> for StudentPage {
     }
 }
 
-/// The URI of the page after the one that ended at `last_id`, with the same filter and limit.
-fn next_page_uri(params: &ListParams, last_id: i32) -> String {
-    let mut uri = format!("/students?after_id={last_id}&limit={}", *params.limit);
-    if let Some(major) = &params.major.0 {
-        uri.push_str("&major=");
-        uri.push_str(RawStr::new(major).percent_encode().as_str());
+/// The query of the page after the one that ended at `after_id`, with the same filter and limit.
+struct NextPage<'a> {
+    after_id: i32,
+    limit: i32,
+    major: Option<&'a str>,
+}
+
+// Written out rather than derived (`UriDisplayQuery`), whose expansion clippy faults; a `None`
+// major writes nothing.
+impl UriDisplay<Query> for NextPage<'_> {
+    fn fmt(&self, f: &mut Formatter<'_, Query>) -> std::fmt::Result {
+        f.write_named_value("after_id", self.after_id)?;
+        f.write_named_value("limit", self.limit)?;
+        f.write_named_value("major", self.major)
     }
-    uri
+}
+
+/// Lets `uri!(list(...))` take a [`NextPage`] for the route's `ListParams`.
+impl<'a, 'r> FromUriParam<Query, NextPage<'a>> for form::Result<'r, ListParams> {
+    type Target = NextPage<'a>;
+
+    fn from_uri_param(page: NextPage<'a>) -> NextPage<'a> {
+        page
+    }
+}
+
+/// The URI of the page after the one that ended at `after_id`.
+fn next_page_uri(params: &ListParams, after_id: i32) -> String {
+    let page = NextPage {
+        after_id,
+        limit: *params.limit,
+        major: params.major.0.as_deref(),
+    };
+    uri!(list(page)).to_string()
 }
 
 /// Students in id order, a page at a time.
@@ -82,7 +110,7 @@ fn next_page_uri(params: &ListParams, last_id: i32) -> String {
     responses(
         (status = 200, description = "The page, ordered by id", body = Vec<Student>,
             headers(("Link" = String, description = "`<uri>; rel=\"next\"` when more students follow"))),
-        (status = 422, description = "A query parameter is invalid", body = HttpValidationError),
+        (status = 422, description = "A query parameter is invalid", body = ValidationErrorBody),
         Unavailable,
     )
 )]
@@ -111,8 +139,8 @@ pub async fn list(
     params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
     responses(
         (status = 200, description = "The student", body = Student),
-        (status = 404, description = "No student has this id", body = HttpError),
-        (status = 422, description = "The id is not a 32-bit integer", body = HttpValidationError),
+        (status = 404, description = "No student has this id", body = ErrorBody),
+        (status = 422, description = "The id is not a 32-bit integer", body = ValidationErrorBody),
         Unavailable,
     )
 )]
@@ -134,7 +162,7 @@ pub async fn get_one(pool: &State<Pool>, id: Result<i32, &str>) -> Result<Json<S
         (status = 201, description = "Created; `Location` is its URI", body = Student,
             headers(("Location" = String, description = "/students/{id} of the new student"))),
         BodyRejected,
-        (status = 422, description = "A field is missing, unknown or breaks its rules", body = HttpValidationError),
+        (status = 422, description = "A field is missing, unknown or breaks its rules", body = ValidationErrorBody),
         Unavailable,
     )
 )]
@@ -145,7 +173,7 @@ pub async fn create(
 ) -> Result<Created<Json<Student>>, ApiError> {
     let JsonBody(new) = body?;
     let student = db::run(pool, move |conn| Student::insert(conn, &new)).await?;
-    Ok(Created::new(format!("/students/{}", student.id)).body(Json(student)))
+    Ok(Created::new(uri!(get_one(student.id)).to_string()).body(Json(student)))
 }
 
 /// Replace every field of a student.
@@ -160,9 +188,9 @@ pub async fn create(
     request_body(content = StudentCreate, content_type = "application/json"),
     responses(
         (status = 200, description = "The student as now stored", body = Student),
-        (status = 404, description = "No student has this id", body = HttpError),
+        (status = 404, description = "No student has this id", body = ErrorBody),
         BodyRejected,
-        (status = 422, description = "The id or a field is invalid", body = HttpValidationError),
+        (status = 422, description = "The id or a field is invalid", body = ValidationErrorBody),
         Unavailable,
     )
 )]
@@ -172,7 +200,7 @@ pub async fn replace(
     id: Result<i32, &str>,
     body: Result<JsonBody<StudentCreate>, ApiError>,
 ) -> Result<Json<Student>, ApiError> {
-    let (id, JsonBody(fields)) = both(path_int("id", id), body)?;
+    let (id, JsonBody(fields)) = join_checks(path_int("id", id), body)?;
     let student = db::run(pool, move |conn| Student::replace(conn, id, &fields)).await?;
     student.map(Json).ok_or_else(not_found)
 }
@@ -189,9 +217,9 @@ pub async fn replace(
     request_body(content = StudentUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The student as now stored", body = Student),
-        (status = 404, description = "No student has this id", body = HttpError),
+        (status = 404, description = "No student has this id", body = ErrorBody),
         BodyRejected,
-        (status = 422, description = "The id or a field is invalid", body = HttpValidationError),
+        (status = 422, description = "The id or a field is invalid", body = ValidationErrorBody),
         Unavailable,
     )
 )]
@@ -201,7 +229,7 @@ pub async fn update(
     id: Result<i32, &str>,
     body: Result<JsonBody<StudentUpdate>, ApiError>,
 ) -> Result<Json<Student>, ApiError> {
-    let (id, JsonBody(changes)) = both(path_int("id", id), body)?;
+    let (id, JsonBody(changes)) = join_checks(path_int("id", id), body)?;
     let student = db::run(pool, move |conn| Student::update(conn, id, &changes)).await?;
     student.map(Json).ok_or_else(not_found)
 }
@@ -215,8 +243,8 @@ pub async fn update(
     params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No student has this id", body = HttpError),
-        (status = 422, description = "The id is not a 32-bit integer", body = HttpValidationError),
+        (status = 404, description = "No student has this id", body = ErrorBody),
+        (status = 422, description = "The id is not a 32-bit integer", body = ValidationErrorBody),
         Unavailable,
     )
 )]

@@ -2,25 +2,29 @@
 //! exactly once, and every one of them can be reverted exactly (in the spirit of pytest-alembic's
 //! built-in tests: single head, upgrade, up/down consistency, stairway).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    FILES, TestDb, applied_versions, client, figment, public_objects, revert_through, schema_dump,
-    table_exists,
-};
 use diesel::prelude::*;
 use rocket::http::Status;
-use rocket::local::blocking::Client;
 use serde_json::{Value, json};
 use students_api::migrate::{
-    MIGRATIONS, MigrateError, MigrationFiles, Migrations, Migrator, RevertTarget,
+    ApplyTarget, EmbeddedMigration, MIGRATIONS, MigrateError, Migrations, Migrator, PostDeploy,
+    RevertTarget,
 };
 use students_api::schema::student;
 
+use crate::helpers::{
+    FILES, TestDb, applied_versions, client, client_with, figment, public_objects, revert_through,
+    schema_dump, table_exists,
+};
+
 fn migrator(db: &TestDb, set: Migrations) -> Migrator {
     Migrator::connect(db.url(), set, Duration::from_secs(30)).expect("connect and lock")
+}
+
+/// Up to and including the migration named `name`.
+fn through(name: &str) -> ApplyTarget {
+    ApplyTarget::Through(name.to_owned())
 }
 
 /// The migration folders on disk, sorted, read without trusting the embedded list under test.
@@ -63,7 +67,7 @@ fn migration_versions_are_unique_and_increasing_and_every_folder_has_up_and_down
             assert!(!text.trim().is_empty(), "{folder}/{file} is empty");
         }
     }
-    let compiled: Vec<&str> = FILES.iter().map(|files| files.name).collect();
+    let compiled: Vec<&str> = FILES.iter().map(|migration| migration.name).collect();
     assert_eq!(
         compiled, folders,
         "the binary embeds exactly the folders on disk"
@@ -72,17 +76,21 @@ fn migration_versions_are_unique_and_increasing_and_every_folder_has_up_and_down
 
 #[test]
 fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
-    for files in FILES {
-        if !files.run_in_transaction {
+    for migration in FILES {
+        if !migration.run_in_transaction {
             continue;
         }
-        for (file, text) in [("up.sql", files.up), ("down.sql", files.down.unwrap_or(""))] {
+        let files = [
+            ("up.sql", migration.up),
+            ("down.sql", migration.down.unwrap_or("")),
+        ];
+        for (file, text) in files {
             assert!(
                 text.lines()
                     .any(|line| line.trim_start().starts_with("SET LOCAL lock_timeout")),
                 "{}/{file} sets no lock_timeout: start it with `SET LOCAL lock_timeout = '5s';` \
                  (scripts/new-migration.sh writes that line)",
-                files.name
+                migration.name
             );
         }
     }
@@ -92,15 +100,15 @@ fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
 fn only_the_concurrent_index_migration_runs_outside_a_transaction_as_its_metadata_says() {
     let outside: Vec<&str> = FILES
         .iter()
-        .filter(|files| !files.run_in_transaction)
-        .map(|files| files.name)
+        .filter(|migration| !migration.run_in_transaction)
+        .map(|migration| migration.name)
         .collect();
     assert_eq!(outside, ["2026-11-27-164550-0000_index_student_major"]);
 }
 
 #[test]
 fn ignition_applies_every_migration_to_an_empty_database_and_records_each_version() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let _client = client(&db);
 
     let mut conn = db.connect();
@@ -111,17 +119,17 @@ fn ignition_applies_every_migration_to_an_empty_database_and_records_each_versio
 
 #[test]
 fn running_the_migrations_again_is_a_no_op() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let mut conn = db.connect();
     let before = applied_versions(&mut conn);
 
     let applied = migrator(&db, MIGRATIONS)
-        .run(None, false)
+        .run(&ApplyTarget::All, PostDeploy::Apply)
         .expect("migrate again");
     assert!(applied.is_empty(), "re-applied {applied:?}");
     // A second start over the same database must not seed twice either.
-    let second = Client::tracked(students_api::build(figment(&db))).expect("second start");
+    let second = crate::helpers::client(&db);
 
     assert_eq!(applied_versions(&mut conn), before);
     for client in [&client, &second] {
@@ -132,32 +140,37 @@ fn running_the_migrations_again_is_a_no_op() {
 
 #[test]
 fn each_migration_up_then_down_restores_the_schema_exactly_and_can_go_up_again() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let mut conn = db.connect();
     let mut migrator = migrator(&db, MIGRATIONS);
 
-    for files in FILES {
+    for migration in FILES {
         let before = schema_dump(&mut conn);
-        let applied = migrator.run(Some(files.name), false).expect("up");
-        assert_eq!(applied, [files.name], "up applies exactly this migration");
+        let up = through(migration.name);
+        let applied = migrator.run(&up, PostDeploy::Apply).expect("up");
+        assert_eq!(
+            applied,
+            [migration.name],
+            "up applies exactly this migration"
+        );
 
         let reverted = migrator.revert(&RevertTarget::Last(1)).expect("down");
-        assert_eq!(reverted, [files.name]);
+        assert_eq!(reverted, [migration.name]);
         let after = schema_dump(&mut conn);
         assert_eq!(
             after, before,
             "{}: down.sql does not undo up.sql",
-            files.name
+            migration.name
         );
 
-        migrator.run(Some(files.name), false).expect("up again");
+        migrator.run(&up, PostDeploy::Apply).expect("up again");
     }
     assert_eq!(applied_versions(&mut conn).len(), FILES.len());
 }
 
 #[test]
 fn reverting_every_migration_leaves_only_the_bookkeeping_tables() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
 
     migrator(&db, MIGRATIONS)
@@ -174,7 +187,7 @@ fn reverting_every_migration_leaves_only_the_bookkeeping_tables() {
 
 #[test]
 fn reverting_back_through_the_seed_migration_leaves_the_student_table_empty() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     let mut conn = db.connect();
 
@@ -187,7 +200,7 @@ fn reverting_back_through_the_seed_migration_leaves_the_student_table_empty() {
 
 #[test]
 fn reverting_the_seed_removes_only_the_seeded_students() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     let mut conn = db.connect();
     diesel::sql_query(
@@ -207,7 +220,7 @@ fn reverting_the_seed_removes_only_the_seeded_students() {
 
 #[test]
 fn an_empty_table_lists_as_an_empty_array() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     diesel::delete(student::table)
         .execute(&mut db.connect())
@@ -221,9 +234,8 @@ fn an_empty_table_lists_as_an_empty_array() {
 
 #[test]
 fn with_migrate_on_start_off_ignition_leaves_the_database_untouched() {
-    let db = TestDb::new();
-    let rocket = students_api::build(figment(&db).merge(("migrate_on_start", false)));
-    let _client = Client::tracked(rocket).expect("ignites without migrating");
+    let db = TestDb::empty();
+    let _client = client_with(figment(&db).merge(("migrate_on_start", false)));
 
     let mut conn = db.connect();
     assert!(public_objects(&mut conn).is_empty());
@@ -231,20 +243,20 @@ fn with_migrate_on_start_off_ignition_leaves_the_database_untouched() {
 
 /// A migration that fails after one that succeeds.
 const BROKEN: Migrations = Migrations(&[
-    MigrationFiles {
+    EmbeddedMigration {
         name: "2020-01-01-000000-0000_create_thing",
-        up: include_str!("broken_migrations/2020-01-01-000000-0000_create_thing/up.sql"),
+        up: include_str!("../broken_migrations/2020-01-01-000000-0000_create_thing/up.sql"),
         down: Some(include_str!(
-            "broken_migrations/2020-01-01-000000-0000_create_thing/down.sql"
+            "../broken_migrations/2020-01-01-000000-0000_create_thing/down.sql"
         )),
         run_in_transaction: true,
         post_deploy: false,
     },
-    MigrationFiles {
+    EmbeddedMigration {
         name: "2020-01-02-000000-0000_broken",
-        up: include_str!("broken_migrations/2020-01-02-000000-0000_broken/up.sql"),
+        up: include_str!("../broken_migrations/2020-01-02-000000-0000_broken/up.sql"),
         down: Some(include_str!(
-            "broken_migrations/2020-01-02-000000-0000_broken/down.sql"
+            "../broken_migrations/2020-01-02-000000-0000_broken/down.sql"
         )),
         run_in_transaction: true,
         post_deploy: false,
@@ -253,10 +265,12 @@ const BROKEN: Migrations = Migrations(&[
 
 #[test]
 fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let mut conn = db.connect();
 
-    let err = migrator(&db, BROKEN).run(None, false).unwrap_err();
+    let err = (migrator(&db, BROKEN))
+        .run(&ApplyTarget::All, PostDeploy::Apply)
+        .unwrap_err();
 
     assert!(matches!(err, MigrateError::Failed { .. }), "{err:?}");
     let message = err.to_string();
@@ -273,21 +287,21 @@ fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it
 
 /// A release's expand step behind an earlier release's contract step.
 const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
-    MigrationFiles {
+    EmbeddedMigration {
         name: "2020-01-01-000000-0000_create_thing",
         up: "CREATE TABLE thing (id int, legacy int);",
         down: Some("DROP TABLE thing;"),
         run_in_transaction: true,
         post_deploy: false,
     },
-    MigrationFiles {
+    EmbeddedMigration {
         name: "2020-01-02-000000-0000_drop_legacy",
         up: "ALTER TABLE thing DROP COLUMN legacy;",
         down: Some("ALTER TABLE thing ADD COLUMN legacy int;"),
         run_in_transaction: true,
         post_deploy: true,
     },
-    MigrationFiles {
+    EmbeddedMigration {
         name: "2020-01-03-000000-0000_add_label",
         up: "ALTER TABLE thing ADD COLUMN label text;",
         down: Some("ALTER TABLE thing DROP COLUMN label;"),
@@ -298,11 +312,11 @@ const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
 
 #[test]
 fn skipping_post_deploy_migrations_that_hold_back_a_needed_one_is_an_error_saying_what_to_run() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let mut conn = db.connect();
 
     let err = migrator(&db, CONTRACT_THEN_EXPAND)
-        .run(None, true)
+        .run(&ApplyTarget::All, PostDeploy::Skip)
         .unwrap_err();
 
     assert!(
@@ -321,20 +335,23 @@ fn skipping_post_deploy_migrations_that_hold_back_a_needed_one_is_an_error_sayin
     // Once the contract step is applied, the same command applies the rest.
     let mut migrator = migrator(&db, CONTRACT_THEN_EXPAND);
     migrator
-        .run(Some("2020-01-02-000000-0000_drop_legacy"), false)
+        .run(
+            &through("2020-01-02-000000-0000_drop_legacy"),
+            PostDeploy::Apply,
+        )
         .unwrap();
     assert_eq!(
-        migrator.run(None, true).unwrap(),
+        migrator.run(&ApplyTarget::All, PostDeploy::Skip).unwrap(),
         ["2020-01-03-000000-0000_add_label"]
     );
 }
 
 #[test]
 fn a_failing_migration_stops_the_service_from_starting() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let rocket = rocket::build()
         .configure(figment(&db))
-        .attach(students_api::db::stage_with(BROKEN));
+        .attach(students_api::startup::stage_with(BROKEN));
 
     let ignition = rocket::execute(rocket.ignite());
 

@@ -1,18 +1,17 @@
 //! Every error leaves as JSON `{"detail": ...}`, never as Rocket's HTML page, and never with
 //! the server-side cause in it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{POOL_TIMEOUT_SECS, TestDb, client};
 use diesel::RunQueryDsl;
 use rocket::http::{ContentType, Status};
 use serde_json::{Value, json};
 
+use crate::helpers::{POOL_TIMEOUT_SECS, TestDb, client};
+
 #[test]
 fn an_unknown_route_answers_json_404() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = client.get("/no/such/route").dispatch();
@@ -27,7 +26,7 @@ fn an_unknown_route_answers_json_404() {
 
 #[test]
 fn an_unreachable_database_answers_503_json_within_the_pool_timeout() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     db.refuse_connections();
 
@@ -49,7 +48,7 @@ fn an_unreachable_database_answers_503_json_within_the_pool_timeout() {
 
 #[test]
 fn an_unexpected_database_error_answers_an_opaque_json_500() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     diesel::sql_query("DROP TABLE student")
         .execute(&mut db.connect())

@@ -1,12 +1,11 @@
 //! `/metrics` in Prometheus' text format, and the JSON access log with its request id.
 
-mod common;
-
-use common::process::Service;
-use common::{FILES, TestDb, client, figment};
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::blocking::Client;
 use serde_json::Value;
+
+use crate::helpers::{FILES, TestDb, client};
+use crate::process::{Service, request_with};
 
 /// The value of the sample whose name and labels are exactly `series`.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -30,7 +29,7 @@ fn scrape(client: &Client) -> String {
 
 #[test]
 fn requests_are_counted_and_timed_by_route_template_and_status() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     for path in [
         "/students",
@@ -86,7 +85,7 @@ fn requests_are_counted_and_timed_by_route_template_and_status() {
 
 #[test]
 fn the_pool_the_schema_version_and_the_build_are_reported() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     client.get("/students").dispatch();
 
@@ -128,7 +127,7 @@ fn the_pool_the_schema_version_and_the_build_are_reported() {
 
 #[test]
 fn pool_timeouts_are_counted_and_the_scrape_still_answers_without_a_database() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     db.refuse_connections();
     // The pool's connection breaks on its next use; then no new one can be opened.
@@ -150,11 +149,11 @@ fn pool_timeouts_are_counted_and_the_scrape_still_answers_without_a_database() {
 
 #[test]
 fn the_json_access_log_writes_one_object_per_request_with_the_request_id_it_echoes() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let mut service = Service::start_with(db.url(), &[("ROCKET_ACCESS_LOG", "json")]);
     service.wait_until_serving("/health").unwrap();
 
-    let sent = common::process::request_with(
+    let sent = request_with(
         service.port,
         "GET",
         "/students/1",
@@ -167,7 +166,7 @@ fn the_json_access_log_writes_one_object_per_request_with_the_request_id_it_echo
         "{}",
         sent.1
     );
-    let generated = common::process::request_with(
+    let generated = request_with(
         service.port,
         "GET",
         "/students",
@@ -210,8 +209,8 @@ fn the_json_access_log_writes_one_object_per_request_with_the_request_id_it_echo
 
 #[test]
 fn the_text_access_log_stays_the_default_and_echoes_no_request_id() {
-    let db = TestDb::new();
-    let client = Client::tracked(students_api::build(figment(&db))).unwrap();
+    let db = TestDb::migrated();
+    let client = client(&db);
     let response = client
         .get("/health")
         .header(Header::new("X-Request-Id", "trace-1"))

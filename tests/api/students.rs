@@ -1,12 +1,10 @@
 //! The `/students` resource: listing, paging, reading, creating, replacing, changing, deleting.
 
-mod common;
-
-use common::{TestDb, client};
 use diesel::RunQueryDsl;
-use rocket::http::{ContentType, Header, Status};
-use rocket::local::blocking::{Client, LocalResponse};
+use rocket::http::{ContentType, Header, Method, Status};
 use serde_json::{Value, json};
+
+use crate::helpers::{TestDb, client, get_json, send_json};
 
 /// The fields a client sets, without the server-assigned timestamps.
 fn fields(student: &Value) -> Value {
@@ -16,27 +14,6 @@ fn fields(student: &Value) -> Value {
         "last_name": student["last_name"],
         "major": student["major"],
     })
-}
-
-fn send_json<'c>(
-    client: &'c Client,
-    method: rocket::http::Method,
-    uri: &str,
-    body: Value,
-) -> LocalResponse<'c> {
-    client
-        .req(method, uri.to_owned())
-        .header(ContentType::JSON)
-        .body(body.to_string())
-        .dispatch()
-}
-
-fn get_json(client: &Client, uri: &str) -> (Status, Value) {
-    let response = client.get(uri.to_owned()).dispatch();
-    (
-        response.status(),
-        response.into_json().unwrap_or(Value::Null),
-    )
 }
 
 fn insert_students(db: &TestDb, count: usize, major: &str) {
@@ -50,7 +27,7 @@ fn insert_students(db: &TestDb, count: usize, major: &str) {
 
 #[test]
 fn listing_students_on_a_fresh_database_returns_the_five_seeded_students_in_id_order() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = client.get("/students").dispatch();
@@ -87,7 +64,7 @@ fn listing_students_on_a_fresh_database_returns_the_five_seeded_students_in_id_o
 
 #[test]
 fn the_major_filter_matches_exactly_and_keeps_id_order() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let (status, students) = get_json(&client, "/students?major=Computer%20Science");
@@ -106,7 +83,7 @@ fn the_major_filter_matches_exactly_and_keeps_id_order() {
 
 #[test]
 fn following_next_links_walks_every_student_once_in_id_order() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     insert_students(&db, 20, "History");
 
@@ -133,7 +110,7 @@ fn following_next_links_walks_every_student_once_in_id_order() {
 
 #[test]
 fn the_next_link_keeps_the_major_filter_percent_encoded() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     insert_students(&db, 3, "Art & Design");
 
@@ -156,7 +133,7 @@ fn the_next_link_keeps_the_major_filter_percent_encoded() {
 
 #[test]
 fn after_id_starts_the_page_after_that_id_and_limit_caps_it() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let (_, students) = get_json(&client, "/students?after_id=2&limit=2");
@@ -172,7 +149,7 @@ fn after_id_starts_the_page_after_that_id_and_limit_caps_it() {
 
 #[test]
 fn the_default_page_is_100_students_and_the_largest_is_1000() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     insert_students(&db, 1000, "Physics");
 
@@ -185,7 +162,7 @@ fn the_default_page_is_100_students_and_the_largest_is_1000() {
 
 #[test]
 fn reading_a_student_by_id_returns_it() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let (status, student) = get_json(&client, "/students/3");
@@ -199,7 +176,7 @@ fn reading_a_student_by_id_returns_it() {
 
 #[test]
 fn reading_an_absent_student_answers_json_404() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     for uri in ["/students/999", "/students/0", "/students/-4"] {
@@ -211,12 +188,12 @@ fn reading_an_absent_student_answers_json_404() {
 
 #[test]
 fn creating_a_student_answers_201_with_its_location_and_stores_it_trimmed() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = send_json(
         &client,
-        rocket::http::Method::Post,
+        Method::Post,
         "/students",
         json!({"first_name": "  Ada ", "last_name": "Lovelace\n", "major": "\tMathematics"}),
     );
@@ -235,13 +212,13 @@ fn creating_a_student_answers_201_with_its_location_and_stores_it_trimmed() {
 
 #[test]
 fn names_may_be_any_unicode_up_to_100_characters_however_many_bytes() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let long = "é".repeat(50) + &"😀".repeat(50);
 
     let response = send_json(
         &client,
-        rocket::http::Method::Post,
+        Method::Post,
         "/students",
         json!({"first_name": long, "last_name": "Zoë O'Brien-Łukasz", "major": "日本文学"}),
     );
@@ -254,13 +231,13 @@ fn names_may_be_any_unicode_up_to_100_characters_however_many_bytes() {
 
 #[test]
 fn replacing_a_student_sets_every_field_and_advances_updated_at() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let (_, before) = get_json(&client, "/students/2");
 
     let response = send_json(
         &client,
-        rocket::http::Method::Put,
+        Method::Put,
         "/students/2",
         json!({"first_name": "Robert", "last_name": "Smyth", "major": "Statistics"}),
     );
@@ -278,12 +255,12 @@ fn replacing_a_student_sets_every_field_and_advances_updated_at() {
 
 #[test]
 fn patching_a_student_changes_only_the_fields_sent() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = send_json(
         &client,
-        rocket::http::Method::Patch,
+        Method::Patch,
         "/students/5",
         json!({"major": " Marine Biology "}),
     );
@@ -297,16 +274,11 @@ fn patching_a_student_changes_only_the_fields_sent() {
 
 #[test]
 fn patching_with_no_fields_changes_nothing_and_returns_the_student() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let (_, before) = get_json(&client, "/students/1");
 
-    let response = send_json(
-        &client,
-        rocket::http::Method::Patch,
-        "/students/1",
-        json!({}),
-    );
+    let response = send_json(&client, Method::Patch, "/students/1", json!({}));
 
     assert_eq!(response.status(), Status::Ok);
     assert_eq!(response.into_json::<Value>().unwrap(), before);
@@ -314,11 +286,11 @@ fn patching_with_no_fields_changes_nothing_and_returns_the_student() {
 
 #[test]
 fn replacing_or_patching_an_absent_student_answers_404_and_creates_nothing() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let body = json!({"first_name": "No", "last_name": "One", "major": "None"});
 
-    for method in [rocket::http::Method::Put, rocket::http::Method::Patch] {
+    for method in [Method::Put, Method::Patch] {
         let response = send_json(&client, method, "/students/42", body.clone());
         assert_eq!(response.status(), Status::NotFound, "{method}");
         assert_eq!(
@@ -334,7 +306,7 @@ fn replacing_or_patching_an_absent_student_answers_404_and_creates_nothing() {
 
 #[test]
 fn deleting_a_student_answers_204_and_then_it_is_gone() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = client.delete("/students/4").dispatch();
@@ -352,7 +324,7 @@ fn deleting_a_student_answers_204_and_then_it_is_gone() {
 
 #[test]
 fn a_json_content_type_with_a_charset_or_a_json_suffix_is_accepted() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     for content_type in [
@@ -370,7 +342,7 @@ fn a_json_content_type_with_a_charset_or_a_json_suffix_is_accepted() {
 
 #[test]
 fn the_database_rejects_rows_that_break_the_rules_from_any_writer() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     let mut conn = db.connect();
 
@@ -397,14 +369,14 @@ fn the_database_rejects_rows_that_break_the_rules_from_any_writer() {
 
 #[test]
 fn an_email_is_optional_stored_trimmed_and_null_when_absent() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let (_, seeded) = get_json(&client, "/students/1");
     assert_eq!(seeded["email"], Value::Null);
     let with = send_json(
         &client,
-        rocket::http::Method::Post,
+        Method::Post,
         "/students",
         json!({"first_name": "Ada", "last_name": "L", "major": "M", "email": " ada@example.org\n"}),
     );
@@ -415,7 +387,7 @@ fn an_email_is_optional_stored_trimmed_and_null_when_absent() {
     );
     let null = send_json(
         &client,
-        rocket::http::Method::Post,
+        Method::Post,
         "/students",
         json!({"first_name": "Bo", "last_name": "L", "major": "M", "email": null}),
     );
@@ -434,10 +406,10 @@ fn an_email_is_optional_stored_trimmed_and_null_when_absent() {
 
 #[test]
 fn patch_keeps_an_absent_email_and_clears_a_null_one_and_put_without_one_removes_it() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let patch = |body: Value| {
-        let response = send_json(&client, rocket::http::Method::Patch, "/students/3", body);
+        let response = send_json(&client, Method::Patch, "/students/3", body);
         assert_eq!(response.status(), Status::Ok);
         response.into_json::<Value>().unwrap()["email"].clone()
     };
@@ -449,7 +421,7 @@ fn patch_keeps_an_absent_email_and_clears_a_null_one_and_put_without_one_removes
 
     let response = send_json(
         &client,
-        rocket::http::Method::Put,
+        Method::Put,
         "/students/3",
         json!({"first_name": "C", "last_name": "L", "major": "M"}),
     );
@@ -462,7 +434,7 @@ fn patch_keeps_an_absent_email_and_clears_a_null_one_and_put_without_one_removes
 /// the API would refuse.
 #[test]
 fn the_api_and_the_database_accept_the_same_emails() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let mut conn = db.connect();
     let max_local = "l".repeat(64);
@@ -495,7 +467,7 @@ fn the_api_and_the_database_accept_the_same_emails() {
     for candidate in candidates {
         let api = send_json(
             &client,
-            rocket::http::Method::Post,
+            Method::Post,
             "/students",
             json!({"first_name": "A", "last_name": "B", "major": "C", "email": candidate}),
         )

@@ -1,8 +1,6 @@
 //! Every kind of bad input gets its own 4xx JSON answer, never a 500, and writes nothing.
 
-mod common;
-
-use common::{TestDb, client, students_fingerprint};
+use crate::helpers::{TestDb, client, students_fingerprint};
 use rocket::http::{ContentType, Header, Method, Status};
 use rocket::local::blocking::Client;
 use serde_json::Value;
@@ -412,7 +410,7 @@ fn cases() -> Vec<Case> {
 /// Every case is sent and checked, and every one that fails is reported, not only the first.
 #[test]
 fn every_bad_input_gets_a_specific_json_4xx_and_leaves_the_table_unchanged() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     let mut conn = db.connect();
     let before = students_fingerprint(&mut conn);
@@ -437,7 +435,7 @@ fn every_bad_input_gets_a_specific_json_4xx_and_leaves_the_table_unchanged() {
 
 #[test]
 fn a_405_names_the_allowed_methods() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = client.delete("/students").dispatch();

@@ -1,27 +1,35 @@
-//! Test databases and clients. Every test gets a PostgreSQL database of its own, created on the
-//! server `DATABASE_URL` names and dropped when the test ends, so tests run in parallel and leave
-//! nothing behind.
+//! Test databases and the in-process client. Every test gets a PostgreSQL database of its own,
+//! created on the server `DATABASE_URL` names and dropped when the test ends, so tests run in
+//! parallel and leave nothing behind. A test that is not about migrating gets a copy of a
+//! template migrated once ([`TestDb::migrated`]); one that is gets an empty database
+//! ([`TestDb::empty`]).
 
-#![allow(dead_code)] // each test binary uses its own subset of these helpers
-
-pub mod process;
-
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
 
 use diesel::prelude::*;
 use diesel::sql_query;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Text};
 use rocket::data::Limits;
 use rocket::figment::Figment;
 use rocket::figment::providers::{Format, Toml};
-use rocket::local::blocking::Client;
-use serde_json::json;
-use students_api::migrate::{self, MIGRATIONS, MigrationFiles};
+use rocket::http::{ContentType, Method, Status};
+use rocket::local::blocking::{Client, LocalResponse};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use students_api::migrate::{
+    self, ApplyTarget, EmbeddedMigration, MIGRATIONS, Migrator, PostDeploy,
+};
+use students_api::settings::DATABASE;
 
 /// Every test database is named `students_test_<pid>_<n>`, which lets a later run recognise
 /// leftovers of a killed run by a pid that no longer exists.
 const PREFIX: &str = "students_test_";
+
+/// The template every migrated test database is copied from: `students_template_<digest>`, the
+/// digest of the migrations and of this test binary, so a run with the same build reuses the
+/// template of the run before, and any change gets a new one (the stale ones are swept).
+const TEMPLATE_PREFIX: &str = "students_template_";
 
 /// Seconds a request waits for a pooled connection in tests: short, so the unreachable-database
 /// test is quick, but a real bound all the same.
@@ -34,8 +42,17 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// A new, empty database.
-    pub fn new() -> Self {
+    /// A new database at the newest schema, seeded: what a started service leaves.
+    pub fn migrated() -> Self {
+        Self::create(Some(template()))
+    }
+
+    /// A new, empty database, for tests about migrating.
+    pub fn empty() -> Self {
+        Self::create(None)
+    }
+
+    fn create(template: Option<&str>) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let admin_url = admin_url();
         let mut admin = connect(&admin_url);
@@ -47,24 +64,19 @@ impl TestDb {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        sql_query(format!("CREATE DATABASE {name}"))
+        let from = template.map_or(String::new(), |template| format!(" TEMPLATE {template}"));
+        sql_query(format!("CREATE DATABASE {name}{from}"))
             .execute(&mut admin)
             .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
-        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
-        url.set_path(&name);
+        let url = database_url(&admin_url, &name);
         TestDb {
             name,
-            url: url.into(),
+            url,
             admin_url,
         }
     }
-
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     pub fn connect(&self) -> PgConnection {
@@ -120,6 +132,87 @@ impl Drop for TestDb {
     }
 }
 
+/// The name of this run's template, built on first use: migrated under a temporary name and
+/// renamed when complete, so no run ever copies a half-migrated one, and closed to connections,
+/// which copying requires.
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let admin_url = admin_url();
+        let mut admin = connect(&admin_url);
+        let name = format!("{TEMPLATE_PREFIX}{}", build_digest());
+        // Another test process (cargo nextest runs one per test) may be building the same one.
+        let key = i64::from_be_bytes(Sha256::digest(&name)[..8].try_into().unwrap());
+        sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<BigInt, _>(key)
+            .execute(&mut admin)
+            .expect("take the template lock");
+        if !database_exists(&mut admin, &name) {
+            let building = format!("{name}_building_{}", std::process::id());
+            sql_query(format!("DROP DATABASE IF EXISTS {building}"))
+                .execute(&mut admin)
+                .expect("drop an unfinished template");
+            sql_query(format!("CREATE DATABASE {building}"))
+                .execute(&mut admin)
+                .unwrap_or_else(|err| panic!("cannot create {building}: {err}"));
+            let wait = std::time::Duration::from_secs(30);
+            Migrator::connect(&database_url(&admin_url, &building), MIGRATIONS, wait)
+                .and_then(|mut migrator| migrator.run(&ApplyTarget::All, PostDeploy::Apply))
+                .unwrap_or_else(|err| panic!("cannot migrate the template: {err}"));
+            for statement in [
+                format!("ALTER DATABASE {building} RENAME TO {name}"),
+                format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"),
+            ] {
+                sql_query(statement)
+                    .execute(&mut admin)
+                    .expect("finish the template");
+            }
+        }
+        sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<BigInt, _>(key)
+            .execute(&mut admin)
+            .expect("release the template lock");
+        name
+    })
+}
+
+/// What the template depends on: every migration's files, and this test binary (whose code
+/// applies them).
+fn build_digest() -> String {
+    let mut digest = Sha256::new();
+    for migration in MIGRATIONS.0 {
+        digest.update(migration.name);
+        digest.update(migration.up);
+        digest.update(migration.down.unwrap_or_default());
+    }
+    let binary = std::env::current_exe().and_then(std::fs::metadata);
+    if let Ok(binary) = binary {
+        digest.update(binary.len().to_be_bytes());
+        digest.update(format!("{:?}", binary.modified().ok()));
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex[..16].to_owned()
+}
+
+fn database_exists(admin: &mut PgConnection, name: &str) -> bool {
+    sql_query("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(name)
+        .get_result::<Exists>(admin)
+        .expect("query pg_database")
+        .exists
+}
+
+/// The URL of database `name` on the server of `admin_url`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin_url).expect("DATABASE_URL is a URL");
+    url.set_path(name);
+    url.into()
+}
+
 /// The server tests create their databases on. `./scripts/test.sh` starts one and sets this.
 fn admin_url() -> String {
     let _ = dotenvy::dotenv();
@@ -139,24 +232,31 @@ struct Datname {
     datname: String,
 }
 
-/// Drops test databases whose creating process is gone (a run killed before its guards dropped).
+/// Drops test databases whose creating process is gone (a run killed before its guards dropped),
+/// and templates of other builds.
 fn sweep_leftovers(admin: &mut PgConnection) {
-    let Ok(rows) = sql_query("SELECT datname FROM pg_database WHERE datname LIKE $1")
-        .bind::<Text, _>(format!("{PREFIX}%"))
-        .load::<Datname>(admin)
+    let current = format!("{TEMPLATE_PREFIX}{}", build_digest());
+    let Ok(rows) =
+        sql_query("SELECT datname FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2")
+            .bind::<Text, _>(format!("{PREFIX}%"))
+            .bind::<Text, _>(format!("{TEMPLATE_PREFIX}%"))
+            .load::<Datname>(admin)
     else {
         return;
     };
     for Datname { datname } in rows {
-        let pid = datname
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ =
-                sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)")).execute(admin);
+        let stale = match datname.strip_prefix(PREFIX) {
+            Some(rest) => rest
+                .split('_')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+            // Without FORCE: a run of another build may be copying it right now.
+            None => !datname.starts_with(&current),
+        };
+        if stale {
+            let _ = sql_query(format!("ALTER DATABASE {datname} IS_TEMPLATE false")).execute(admin);
+            let _ = sql_query(format!("DROP DATABASE IF EXISTS {datname}")).execute(admin);
         }
     }
 }
@@ -173,14 +273,42 @@ pub fn figment(db: &TestDb) -> Figment {
         .merge(("log_level", "critical"))
         .merge(("limits", limits))
         .merge((
-            "databases.students",
+            format!("databases.{DATABASE}"),
             json!({"url": db.url(), "pool_size": 2, "timeout": POOL_TIMEOUT_SECS}),
         ))
 }
 
 /// The real service over `db`, migrated at ignition as in production.
 pub fn client(db: &TestDb) -> Client {
-    Client::tracked(students_api::build(figment(db))).expect("the service ignites")
+    client_with(figment(db))
+}
+
+/// The real service, configured by `figment`.
+pub fn client_with(figment: Figment) -> Client {
+    Client::tracked(students_api::build(figment)).expect("the service ignites")
+}
+
+/// `body` sent as JSON.
+pub fn send_json<'c>(
+    client: &'c Client,
+    method: Method,
+    uri: &str,
+    body: Value,
+) -> LocalResponse<'c> {
+    client
+        .req(method, uri.to_owned())
+        .header(ContentType::JSON)
+        .body(body.to_string())
+        .dispatch()
+}
+
+/// `GET uri`: the status and the body as JSON (`null` when it is not JSON).
+pub fn get_json(client: &Client, uri: &str) -> (Status, Value) {
+    let response = client.get(uri.to_owned()).dispatch();
+    (
+        response.status(),
+        response.into_json().unwrap_or(Value::Null),
+    )
 }
 
 #[derive(QueryableByName)]
@@ -223,7 +351,7 @@ pub fn public_objects(conn: &mut PgConnection) -> Vec<String> {
 }
 
 /// The service's migrations, in version order.
-pub const FILES: &[MigrationFiles] = MIGRATIONS.0;
+pub const FILES: &[EmbeddedMigration] = MIGRATIONS.0;
 
 /// Versions diesel has recorded as applied, in order; none before its table exists.
 pub fn applied_versions(conn: &mut PgConnection) -> Vec<String> {
@@ -240,7 +368,7 @@ pub fn revert_through(conn: &mut PgConnection, suffix: &str) {
 
     let target = FILES
         .iter()
-        .find(|files| files.name.ends_with(suffix))
+        .find(|migration| migration.name.ends_with(suffix))
         .unwrap_or_else(|| panic!("no migration named *{suffix}"))
         .version();
     // Diesel's own harness, as the diesel CLI would revert: no checksum is forgotten.

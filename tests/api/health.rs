@@ -1,15 +1,13 @@
 //! `/health` (liveness) and `/ready` (readiness).
 
-mod common;
-
-use common::{TestDb, client, figment};
 use rocket::http::Status;
-use rocket::local::blocking::Client;
 use serde_json::{Value, json};
+
+use crate::helpers::{TestDb, client, client_with, figment};
 
 #[test]
 fn health_answers_200_without_touching_the_database() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     db.refuse_connections();
 
@@ -24,7 +22,7 @@ fn health_answers_200_without_touching_the_database() {
 
 #[test]
 fn ready_answers_200_when_the_database_answers_and_nothing_is_pending() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
 
     let response = client.get("/ready").dispatch();
@@ -38,9 +36,9 @@ fn ready_answers_200_when_the_database_answers_and_nothing_is_pending() {
 
 #[test]
 fn ready_answers_503_naming_the_pending_migrations() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
-    common::revert_through(&mut db.connect(), "_validate_student_checks");
+    crate::helpers::revert_through(&mut db.connect(), "_validate_student_checks");
 
     let response = client.get("/ready").dispatch();
 
@@ -58,17 +56,17 @@ fn ready_answers_503_naming_the_pending_migrations() {
 
 #[test]
 fn ready_answers_200_while_only_post_deploy_migrations_are_pending() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     // Where a fleet is between `migrate run --skip-post-deploy` and the end of the rollout.
-    common::revert_through(&mut db.connect(), "_add_student_email_check_not_valid");
+    crate::helpers::revert_through(&mut db.connect(), "_add_student_email_check_not_valid");
 
     let response = client.get("/ready").dispatch();
 
     assert_eq!(response.status(), Status::Ok);
 
     // The expand step, though, is one this binary needs.
-    common::revert_through(&mut db.connect(), "_add_student_email");
+    crate::helpers::revert_through(&mut db.connect(), "_add_student_email");
     let response = client.get("/ready").dispatch();
     assert_eq!(response.status(), Status::ServiceUnavailable);
     let detail = response.into_json::<Value>().unwrap()["detail"].to_string();
@@ -78,9 +76,8 @@ fn ready_answers_200_while_only_post_deploy_migrations_are_pending() {
 
 #[test]
 fn ready_answers_503_when_the_service_was_started_without_migrating() {
-    let db = TestDb::new();
-    let rocket = students_api::build(figment(&db).merge(("migrate_on_start", false)));
-    let client = Client::tracked(rocket).unwrap();
+    let db = TestDb::empty();
+    let client = client_with(figment(&db).merge(("migrate_on_start", false)));
 
     let response = client.get("/ready").dispatch();
 
@@ -97,7 +94,7 @@ fn ready_answers_503_when_the_service_was_started_without_migrating() {
 
 #[test]
 fn ready_answers_503_when_the_database_is_unreachable() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let client = client(&db);
     db.refuse_connections();
 

@@ -1,16 +1,15 @@
 //! The shipped binary as a process: what `scripts/serve.sh` and the Docker image run.
 
-mod common;
-
-use common::TestDb;
 use std::time::{Duration, Instant};
 
-use common::process::{Service, binary, free_port, request};
 use serde_json::Value;
+
+use crate::helpers::TestDb;
+use crate::process::{Ran, Service, binary, free_port, request};
 
 #[test]
 fn the_binary_migrates_a_fresh_database_and_serves_the_five_students_over_http() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let mut service = Service::start(db.url());
 
     let (status, body) = service.wait_until_serving("/students").unwrap();
@@ -41,18 +40,18 @@ fn started_without_a_database_it_retries_for_database_wait_then_exits_non_zero_s
     // Nothing listens on a port we just released.
     let url = format!("postgres://nobody:nothing@127.0.0.1:{}/none", free_port());
     let started = Instant::now();
-    let output = binary(&url)
-        .env("ROCKET_PORT", free_port().to_string())
-        .env("ROCKET_DATABASE_WAIT", "2")
-        .output()
-        .expect("run the binary");
+    let ran = Ran::of(
+        binary(&url)
+            .env("ROCKET_PORT", free_port().to_string())
+            .env("ROCKET_DATABASE_WAIT", "2"),
+    );
 
-    assert!(!output.status.success());
+    assert!(!ran.status.success());
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "it waited"
     );
-    let log = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    let log = ran.text();
     let attempts = log.matches("database not reachable (attempt").count();
     assert!(
         attempts >= 3,
@@ -67,7 +66,7 @@ fn started_without_a_database_it_retries_for_database_wait_then_exits_non_zero_s
 
 #[test]
 fn started_before_its_database_it_starts_normally_once_the_database_appears() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     db.refuse_connections();
 
     let mut service = Service::start(db.url());
@@ -86,24 +85,21 @@ fn started_before_its_database_it_starts_normally_once_the_database_appears() {
 
 #[test]
 fn a_port_already_in_use_stops_the_start_before_migrating_and_names_the_setting() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
 
-    let output = binary(db.url())
-        .env("ROCKET_PORT", port.to_string())
-        .output()
-        .expect("run the binary");
+    let ran = Ran::of(binary(db.url()).env("ROCKET_PORT", port.to_string()));
 
-    assert!(!output.status.success());
-    let log = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(!ran.status.success());
+    let log = ran.text();
     assert!(
         log.contains(&format!("port {port} on 127.0.0.1 is already in use")),
         "{log}"
     );
     assert!(log.contains("ROCKET_PORT"), "{log}");
     assert!(
-        common::applied_versions(&mut db.connect()).is_empty(),
+        crate::helpers::applied_versions(&mut db.connect()).is_empty(),
         "nothing was migrated"
     );
     drop(taken);
@@ -111,36 +107,35 @@ fn a_port_already_in_use_stops_the_start_before_migrating_and_names_the_setting(
 
 #[test]
 fn healthcheck_exits_zero_while_the_service_is_ready_and_one_when_nothing_answers() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let mut service = Service::start(db.url());
     service.wait_until_serving("/ready").unwrap();
 
     let check = |port: u16| {
-        binary(db.url())
-            .arg("healthcheck")
-            .env("ROCKET_PORT", port.to_string())
-            .output()
-            .expect("run the binary")
+        Ran::of(
+            binary(db.url())
+                .arg("healthcheck")
+                .env("ROCKET_PORT", port.to_string()),
+        )
     };
     let ready = check(service.port);
-    assert!(ready.status.success(), "{ready:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&ready.stdout).trim(),
-        r#"{"status":"ready"}"#
-    );
+    assert!(ready.status.success(), "{}", ready.text());
+    assert_eq!(ready.stdout.trim(), r#"{"status":"ready"}"#);
 
     service.stop();
     let down = check(free_port());
     assert_eq!(down.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&down.stderr).starts_with("not ready: no answer from 127.0.0.1:"),
-        "{down:?}"
+        down.stderr
+            .starts_with("not ready: no answer from 127.0.0.1:"),
+        "{}",
+        down.text()
     );
 }
 
 #[test]
 fn on_sigterm_ready_turns_503_at_once_while_new_requests_are_served_until_the_drain_ends() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let mut service = Service::start_with(db.url(), &[("ROCKET_SHUTDOWN_DRAIN", "2")]);
     service.wait_until_serving("/ready").unwrap();
 

@@ -1,9 +1,9 @@
 //! The shipped binary as a process, for behaviour that is about processes: start-up, exit status,
-//! several replicas at once, the `migrate` subcommands.
+//! several replicas at once, the `migrate` subcommands; and plain HTTP/1.1 to it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running service, killed when the test ends whether it passed or not.
@@ -90,13 +90,37 @@ pub fn binary(database_url: &str) -> Command {
     command
 }
 
+/// What a process that ran to completion did.
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Runs `command` to completion.
+    pub fn of(command: &mut Command) -> Ran {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("run the binary");
+        Ran {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Everything it wrote, stdout then stderr.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
 /// `students-api migrate <args>` against `database_url`, to completion.
-pub fn migrate(database_url: &str, args: &[&str]) -> Output {
-    binary(database_url)
-        .arg("migrate")
-        .args(args)
-        .output()
-        .expect("run the binary")
+pub fn migrate(database_url: &str, args: &[&str]) -> Ran {
+    Ran::of(binary(database_url).arg("migrate").args(args))
 }
 
 /// `method path` over plain HTTP/1.1; the status, the head and the body.

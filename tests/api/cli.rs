@@ -1,40 +1,34 @@
 //! `students-api migrate ...`: inspecting and steering migrations from the shipped binary.
 
-mod common;
-
-use common::process::migrate;
-use common::{FILES, TestDb, applied_versions, public_objects, schema_dump};
 use diesel::connection::SimpleConnection;
 
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::helpers::{FILES, TestDb, applied_versions, public_objects, schema_dump};
+use crate::process::migrate;
 
 fn versions(range: std::ops::Range<usize>) -> Vec<String> {
-    FILES[range].iter().map(|files| files.version()).collect()
+    FILES[range]
+        .iter()
+        .map(|migration| migration.version())
+        .collect()
 }
 
 /// Index of the migration whose folder name ends with `suffix`.
 fn index_of(suffix: &str) -> usize {
     FILES
         .iter()
-        .position(|files| files.name.ends_with(suffix))
+        .position(|migration| migration.name.ends_with(suffix))
         .unwrap()
 }
 
 #[test]
 fn status_lists_every_migration_as_pending_then_as_applied_with_a_verified_checksum() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
 
     let before = migrate(db.url(), &["status"]);
-    assert!(before.status.success(), "{}", stderr(&before));
-    let text = stdout(&before);
-    for files in FILES {
-        let line = text.lines().find(|line| line.starts_with(files.name));
+    assert!(before.status.success(), "{}", before.stderr);
+    let text = &before.stdout;
+    for migration in FILES {
+        let line = text.lines().find(|line| line.starts_with(migration.name));
         assert!(line.is_some_and(|line| line.contains("pending")), "{text}");
     }
     assert!(
@@ -43,11 +37,11 @@ fn status_lists_every_migration_as_pending_then_as_applied_with_a_verified_check
     );
 
     assert!(migrate(db.url(), &["run"]).status.success());
-    let after = stdout(&migrate(db.url(), &["status"]));
-    for files in FILES {
+    let after = migrate(db.url(), &["status"]).stdout;
+    for migration in FILES {
         let line = after
             .lines()
-            .find(|line| line.starts_with(files.name))
+            .find(|line| line.starts_with(migration.name))
             .unwrap();
         assert!(line.contains("applied") && line.ends_with("ok"), "{line}");
     }
@@ -55,14 +49,14 @@ fn status_lists_every_migration_as_pending_then_as_applied_with_a_verified_check
 
 #[test]
 fn run_to_applies_up_to_and_including_that_version_only() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let seed = index_of("_seed_student_data");
 
     let output = migrate(db.url(), &["run", "--to", FILES[seed].name]);
 
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output.stderr);
     assert_eq!(applied_versions(&mut db.connect()), versions(0..seed + 1));
-    let printed = stdout(&output);
+    let printed = &output.stdout;
     let printed: Vec<&str> = printed.lines().collect();
     assert_eq!(printed.len(), seed + 1);
     assert!(printed.iter().all(|line| line.starts_with("applied ")));
@@ -84,7 +78,7 @@ fn run_to_applies_up_to_and_including_that_version_only() {
 
 #[test]
 fn revert_undoes_the_last_one_by_default_n_of_them_down_to_a_version_or_all() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let total = FILES.len();
     assert!(migrate(db.url(), &["run"]).status.success());
 
@@ -96,7 +90,7 @@ fn revert_undoes_the_last_one_by_default_n_of_them_down_to_a_version_or_all() {
 
     let create = index_of("_create_student");
     let output = migrate(db.url(), &["revert", "--to", FILES[create].name]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output.stderr);
     assert_eq!(applied_versions(&mut db.connect()), versions(0..create + 1));
 
     assert!(migrate(db.url(), &["revert", "--all"]).status.success());
@@ -109,14 +103,14 @@ fn revert_undoes_the_last_one_by_default_n_of_them_down_to_a_version_or_all() {
 
 #[test]
 fn redo_reverts_and_reapplies_leaving_the_same_schema() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     assert!(migrate(db.url(), &["run"]).status.success());
     let before = schema_dump(&mut db.connect());
 
     let output = migrate(db.url(), &["redo", "-n", "3"]);
 
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(stdout(&output).lines().count(), 3);
+    assert!(output.status.success(), "{}", output.stderr);
+    assert_eq!(output.stdout.lines().count(), 3);
     assert_eq!(schema_dump(&mut db.connect()), before);
     assert!(migrate(db.url(), &["redo", "--all"]).status.success());
     assert_eq!(applied_versions(&mut db.connect()).len(), FILES.len());
@@ -124,28 +118,26 @@ fn redo_reverts_and_reapplies_leaving_the_same_schema() {
 
 #[test]
 fn sql_prints_what_run_would_execute_without_executing_it_and_the_script_works() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let validate = index_of("_validate_student_checks");
 
     let output = migrate(db.url(), &["sql", "--to", FILES[validate].name]);
 
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output.stderr);
     assert!(
         public_objects(&mut db.connect()).is_empty(),
         "sql runs nothing"
     );
-    let script = stdout(&output);
-    for files in &FILES[..=validate] {
+    let script = &output.stdout;
+    for migration in &FILES[..=validate] {
         assert!(
-            script.contains(&format!("-- Apply {}\n", files.name)),
+            script.contains(&format!("-- Apply {}\n", migration.name)),
             "{script}"
         );
     }
     assert!(!script.contains("_index_student_major"));
     // Run by another tool, the script leaves what `run --to` would: applied, checksums recorded.
-    db.connect()
-        .batch_execute(&script)
-        .expect("the script runs");
+    db.connect().batch_execute(script).expect("the script runs");
     assert_eq!(
         applied_versions(&mut db.connect()),
         versions(0..validate + 1)
@@ -155,19 +147,19 @@ fn sql_prints_what_run_would_execute_without_executing_it_and_the_script_works()
 
 #[test]
 fn sql_down_prints_what_revert_would_execute() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     assert!(migrate(db.url(), &["run"]).status.success());
     let seed = index_of("_seed_student_data");
 
     let output = migrate(db.url(), &["sql", "--down", "--to", FILES[seed].name]);
 
-    let script = stdout(&output);
-    for files in &FILES[seed + 1..] {
+    let script = &output.stdout;
+    for migration in &FILES[seed + 1..] {
         assert!(
-            script.contains(&format!("-- Revert {}\n", files.name)),
+            script.contains(&format!("-- Revert {}\n", migration.name)),
             "{script}"
         );
-        assert!(script.contains(files.down.unwrap().trim()), "{script}");
+        assert!(script.contains(migration.down.unwrap().trim()), "{script}");
     }
     assert!(!script.contains(&format!("-- Revert {}\n", FILES[seed].name)));
     assert!(
@@ -179,26 +171,28 @@ fn sql_down_prints_what_revert_would_execute() {
 
 #[test]
 fn verify_succeeds_when_the_database_matches_the_binary() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     assert!(migrate(db.url(), &["run"]).status.success());
 
     let output = migrate(db.url(), &["verify"]);
 
     assert_eq!(output.status.code(), Some(0));
-    assert!(stdout(&output).starts_with("ok"));
+    assert!(output.stdout.starts_with("ok"));
 }
 
 #[test]
 fn an_unknown_version_is_an_error_that_changes_nothing() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
 
     let output = migrate(db.url(), &["run", "--to", "1999"]);
 
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("no migration \"1999\" in this binary"),
+        output
+            .stderr
+            .contains("no migration \"1999\" in this binary"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
     assert!(applied_versions(&mut db.connect()).is_empty());
 }
@@ -212,25 +206,28 @@ fn conflicting_revert_targets_are_refused_before_touching_the_database() {
 
     assert_eq!(output.status.code(), Some(2), "clap's usage error");
     assert!(
-        stderr(&output).contains("cannot be used with"),
+        output.stderr.contains("cannot be used with"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
 #[test]
 fn run_skip_post_deploy_stops_before_the_first_post_deploy_migration() {
-    let db = TestDb::new();
-    let first_post_deploy = FILES.iter().position(|files| files.post_deploy).unwrap();
+    let db = TestDb::empty();
+    let first_post_deploy = FILES
+        .iter()
+        .position(|migration| migration.post_deploy)
+        .unwrap();
 
     let output = migrate(db.url(), &["run", "--skip-post-deploy"]);
 
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output.stderr);
     assert_eq!(
         applied_versions(&mut db.connect()),
         versions(0..first_post_deploy)
     );
-    let status = stdout(&migrate(db.url(), &["status"]));
+    let status = migrate(db.url(), &["status"]).stdout;
     let line = status
         .lines()
         .find(|line| line.starts_with(FILES[first_post_deploy].name))

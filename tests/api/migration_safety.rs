@@ -1,17 +1,16 @@
 //! Migrating safely in production: replicas starting together migrate once, under an advisory
 //! lock; an applied migration edited since, or missing from the binary, stops the start.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::process::{Service, binary, free_port, migrate};
-use common::{FILES, TestDb, applied_versions, client};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
-use students_api::migrate::{LOCK_KEY, MIGRATIONS, Migrator};
+use students_api::migrate::{ApplyTarget, LOCK_KEY, MIGRATIONS, Migrator, PostDeploy};
+
+use crate::helpers::{FILES, TestDb, applied_versions, client};
+use crate::process::{Ran, Service, binary, free_port, migrate};
 
 /// Each recorded checksum's version, and whether it was adopted rather than recorded on apply.
 fn recorded(conn: &mut PgConnection) -> Vec<(String, bool)> {
@@ -23,17 +22,12 @@ fn recorded(conn: &mut PgConnection) -> Vec<(String, bool)> {
 }
 
 fn all_versions() -> Vec<String> {
-    FILES.iter().map(|files| files.version()).collect()
-}
-
-/// Output of a process that ran to completion, stdout and stderr together.
-fn output_text(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    FILES.iter().map(|migration| migration.version()).collect()
 }
 
 #[test]
 fn five_instances_started_at_once_on_an_empty_database_all_serve_and_each_migration_runs_once() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
 
     let mut services: Vec<Service> = (0..5).map(|_| Service::start(db.url())).collect();
     for service in &mut services {
@@ -42,10 +36,10 @@ fn five_instances_started_at_once_on_an_empty_database_all_serve_and_each_migrat
     }
     let logs: Vec<String> = services.into_iter().map(Service::stop).collect();
 
-    for files in FILES {
-        let line = format!("applied migration {} in ", files.name);
+    for migration in FILES {
+        let line = format!("applied migration {} in ", migration.name);
         let times: usize = logs.iter().map(|log| log.matches(&line).count()).sum();
-        assert_eq!(times, 1, "{} was applied {times} times", files.name);
+        assert_eq!(times, 1, "{} was applied {times} times", migration.name);
     }
     for log in &logs {
         assert!(
@@ -71,13 +65,13 @@ fn hold_lock(db: &TestDb) -> PgConnection {
 
 #[test]
 fn a_starting_instance_waits_for_the_lock_then_migrates_once_it_is_free() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let holder = hold_lock(&db);
 
     let mut service = Service::start(db.url());
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        common::process::request(service.port, "GET", "/health").is_err(),
+        crate::process::request(service.port, "GET", "/health").is_err(),
         "the service must not serve while another process migrates"
     );
     assert!(applied_versions(&mut db.connect()).is_empty());
@@ -94,26 +88,26 @@ fn a_starting_instance_waits_for_the_lock_then_migrates_once_it_is_free() {
 
 #[test]
 fn a_starting_instance_gives_up_with_a_clear_message_when_the_lock_stays_taken() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let _holder = hold_lock(&db);
 
     let started = Instant::now();
-    let output = binary(db.url())
-        .env("ROCKET_PORT", free_port().to_string())
-        .env("ROCKET_MIGRATION_LOCK_TIMEOUT", "1")
-        .output()
-        .unwrap();
+    let ran = Ran::of(
+        binary(db.url())
+            .env("ROCKET_PORT", free_port().to_string())
+            .env("ROCKET_MIGRATION_LOCK_TIMEOUT", "1"),
+    );
 
-    assert!(!output.status.success());
+    assert!(!ran.status.success());
     assert!(started.elapsed() < Duration::from_secs(30));
-    let text = output_text(&output);
+    let text = ran.text();
     assert!(text.contains("held the migration lock for 1s"), "{text}");
     assert!(applied_versions(&mut db.connect()).is_empty());
 }
 
 #[test]
 fn migrations_applied_before_checksums_were_kept_are_adopted_on_the_next_start() {
-    let db = TestDb::new();
+    let db = TestDb::empty();
     let mut conn = db.connect();
     // As the diesel CLI, or an older release of this service, would have applied them.
     conn.run_pending_migrations(MIGRATIONS).unwrap();
@@ -127,7 +121,7 @@ fn migrations_applied_before_checksums_were_kept_are_adopted_on_the_next_start()
 
 #[test]
 fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_changed() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     let mut conn = db.connect();
     // `diesel migration redo`: a new application of the same files, with a new run_on.
@@ -136,7 +130,12 @@ fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_chang
 
     let mut migrator = Migrator::connect(db.url(), MIGRATIONS, Duration::from_secs(10)).unwrap();
     assert!(migrator.verify().unwrap().is_empty());
-    assert!(migrator.run(None, false).unwrap().is_empty());
+    assert!(
+        migrator
+            .run(&ApplyTarget::All, PostDeploy::Apply)
+            .unwrap()
+            .is_empty()
+    );
     drop(migrator);
     let last = recorded(&mut conn).pop().unwrap();
     assert_eq!(last, (FILES.last().unwrap().version(), true));
@@ -144,21 +143,18 @@ fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_chang
 
 /// Starts the binary over `db`, asserts it exits with an error, and returns what it wrote.
 fn start_expecting_refusal(db: &TestDb) -> String {
-    let start = binary(db.url())
-        .env("ROCKET_PORT", free_port().to_string())
-        .output()
-        .unwrap();
+    let start = Ran::of(binary(db.url()).env("ROCKET_PORT", free_port().to_string()));
     assert!(!start.status.success(), "the service started");
-    output_text(&start)
+    start.text()
 }
 
 #[test]
 fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     let seed = FILES
         .iter()
-        .find(|files| files.name.ends_with("_seed_student_data"))
+        .find(|migration| migration.name.ends_with("_seed_student_data"))
         .unwrap();
     // What a checksum recorded before someone edited seed's up.sql looks like.
     diesel::sql_query("UPDATE __migration_checksums SET up_sha256 = 'edited' WHERE version = $1")
@@ -175,7 +171,7 @@ fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
 
     let verify = migrate(db.url(), &["verify"]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(output_text(&verify).contains(seed.name));
+    assert!(verify.text().contains(seed.name));
 
     let run = migrate(db.url(), &["run"]);
     assert!(!run.status.success(), "run refuses too");
@@ -183,7 +179,7 @@ fn an_applied_migration_whose_files_changed_stops_the_start_and_fails_verify() {
 
 #[test]
 fn a_binary_older_than_the_database_names_the_newer_migration_and_what_to_do() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     // What a newer build leaves behind: diesel's row and its checksum row, with the folder name.
     let newer = "2999-12-31-000000_add_email";
@@ -210,11 +206,11 @@ fn a_binary_older_than_the_database_names_the_newer_migration_and_what_to_do() {
 
     let verify = migrate(db.url(), &["verify"]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(output_text(&verify).contains(newer));
+    assert!(verify.text().contains(newer));
 
     let status = migrate(db.url(), &["status"]);
     assert_eq!(status.status.code(), Some(1), "status shows a problem");
-    let text = output_text(&status);
+    let text = status.text();
     let line = text.lines().find(|line| line.starts_with(newer));
     assert!(
         line.is_some_and(
@@ -226,7 +222,7 @@ fn a_binary_older_than_the_database_names_the_newer_migration_and_what_to_do() {
 
 #[test]
 fn an_applied_migration_whose_folder_is_gone_says_so_by_version() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let _client = client(&db);
     // Between two migrations of the binary, and applied by a tool that recorded no name.
     let first = FILES[0].version();
@@ -245,5 +241,5 @@ fn an_applied_migration_whose_folder_is_gone_says_so_by_version() {
 
     let verify = migrate(db.url(), &["verify"]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(output_text(&verify).contains(&between));
+    assert!(verify.text().contains(&between));
 }

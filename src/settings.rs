@@ -1,0 +1,361 @@
+//! Every setting the service reads, in one [`Settings`], extracted once from the configuration
+//! and refused whole, with the key and the value named, when any one of them is invalid.
+//!
+//! The configuration is Rocket's: `Rocket.toml` and `ROCKET_*` variables, with `DATABASE_URL` on
+//! top because it is the variable the diesel CLI, `.env` and docker-compose already agree on.
+//! Three parts are read from it, each by the type that owns it:
+//! - Rocket's own keys (`address`, `port`, `log_level`, `max_blocking`, ...) by `rocket::Config`;
+//! - the pool (`[databases.students]`) by rocket_sync_db_pools' `Config`, with its defaults,
+//!   plus `min_idle`, which that crate does not know;
+//! - this service's own top-level keys by [`ServiceSettings`], whose `Default` holds every
+//!   default.
+
+use std::fmt;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use rocket::figment::{self, Figment};
+use rocket::serde::Deserialize;
+use rocket::{Build, Rocket};
+
+/// Name of the database in Rocket's `databases` table; `Rocket.toml` configures
+/// `[default.databases.students]`.
+pub const DATABASE: &str = "students";
+
+/// Where a pool key lives in the configuration: `databases.students.<key>`.
+pub fn pool_key(key: &str) -> String {
+    format!("databases.{DATABASE}.{key}")
+}
+
+/// The configuration the binary runs with.
+pub fn figment() -> Figment {
+    with_database_url(
+        rocket::Config::figment(),
+        std::env::var("DATABASE_URL").ok(),
+    )
+}
+
+/// `figment` with the pool's URL replaced by `database_url` when there is one.
+pub fn with_database_url(figment: Figment, database_url: Option<String>) -> Figment {
+    match database_url {
+        Some(url) => figment.merge((pool_key("url"), url)),
+        None => figment,
+    }
+}
+
+/// Everything the service and its subcommands are configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rocket's own keys, as Rocket reads them (Rocket reads them again when it ignites).
+    pub rocket: rocket::Config,
+    pub service: ServiceSettings,
+    pub pool: PoolSettings,
+}
+
+/// This service's own keys, at the top level of `Rocket.toml` or as `ROCKET_<KEY>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(crate = "rocket::serde", default)]
+pub struct ServiceSettings {
+    /// Apply pending migrations at start, post-deploy ones included. Deployments that migrate in
+    /// separate steps (`students-api migrate run --skip-post-deploy` before a rollout, `migrate
+    /// run` after it), as every fleet must, turn this off.
+    pub migrate_on_start: bool,
+    /// How long to wait for another process's migration to finish before giving up.
+    pub migration_lock_timeout: Seconds,
+    /// How long to keep retrying, at start, a database that does not answer yet (it is often
+    /// still starting when the service does) before exiting with an error.
+    pub database_wait: Seconds,
+    /// Between SIGTERM and closing the listener: `/ready` answers 503 while every request is
+    /// still served, so a load balancer polling `/ready` stops sending first.
+    pub shutdown_drain: Seconds,
+    /// How each request is logged.
+    pub access_log: AccessLogFormat,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            migrate_on_start: true,
+            migration_lock_timeout: Seconds(300),
+            database_wait: Seconds(30),
+            shutdown_drain: Seconds(0),
+            access_log: AccessLogFormat::Text,
+        }
+    }
+}
+
+/// The request pool: rocket_sync_db_pools' configuration of it and what this service adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    /// `url`, `pool_size` and `timeout` (seconds a request waits for a connection), with
+    /// rocket_sync_db_pools' defaults.
+    pub config: rocket_sync_db_pools::Config,
+    /// Connections opened at start; the pool grows to `pool_size` under load. Opening every one
+    /// up front would add each one's authentication to the start.
+    pub min_idle: u32,
+}
+
+impl PoolSettings {
+    const DEFAULT_MIN_IDLE: u32 = 1;
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.timeout.into())
+    }
+}
+
+/// A number of seconds, as the configuration writes durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(crate = "rocket::serde", transparent)]
+pub struct Seconds(pub u64);
+
+impl From<Seconds> for Duration {
+    fn from(Seconds(seconds): Seconds) -> Self {
+        Duration::from_secs(seconds)
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+/// How each request is logged, at `info`: `access_log` in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(crate = "rocket::serde", rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One line: method, path and query, status, and time to the response.
+    #[default]
+    Text,
+    /// One JSON object, with a request id: the client's `X-Request-Id` when it sent a usable one,
+    /// a new UUID otherwise; either way echoed in the response's `X-Request-Id`.
+    Json,
+}
+
+/// An invalid setting, said in one line that names the key and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {key}: {problem}")]
+pub struct SettingsError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl SettingsError {
+    /// `err` from extracting the keys under `prefix` (`""` for the top level).
+    fn from_figment(prefix: &str, err: figment::Error) -> Self {
+        let key = match err.path.join(".") {
+            path if path.is_empty() => prefix.trim_end_matches('.').to_owned(),
+            path => format!("{prefix}{path}"),
+        };
+        let top = key
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let mut problem = err.kind.to_string();
+        // Where the value came from: the variable's own name as the user wrote it, or the file.
+        // Values set in code (tests) have neither.
+        let from = err.metadata.as_ref().and_then(|metadata| {
+            match &metadata.source {
+                // A key is set by the variable named after its first part (`ROCKET_DATABASES`
+                // for `databases.students.url`), with the prefix figment names in backquotes.
+                _ if metadata.name.contains("environment") => {
+                    let prefix = metadata.name.split('`').nth(1).unwrap_or_default();
+                    Some(format!("{prefix}{top}"))
+                }
+                Some(source) => Some(source.to_string()),
+                None => None,
+            }
+        });
+        if let Some(from) = from {
+            problem += &format!(" (from {from})");
+        }
+        SettingsError { key, problem }
+    }
+}
+
+impl Settings {
+    /// The settings of the Rocket about to ignite.
+    pub fn from_rocket(rocket: &Rocket<Build>) -> Result<Settings, SettingsError> {
+        let rocket_config = rocket::Config::try_from(rocket.figment())
+            .map_err(|err| SettingsError::from_figment("", err))?;
+        let service: ServiceSettings =
+            (rocket.figment().extract()).map_err(|err| SettingsError::from_figment("", err))?;
+        let pool = rocket_sync_db_pools::Config::figment(DATABASE, rocket)
+            .join(("min_idle", PoolSettings::DEFAULT_MIN_IDLE));
+        let prefix = pool_key("");
+        let invalid = |err| SettingsError::from_figment(&prefix, err);
+        let pool = PoolSettings {
+            config: pool.extract().map_err(invalid)?,
+            min_idle: pool.extract_inner("min_idle").map_err(invalid)?,
+        };
+        // r2d2 panics on either being 0.
+        for (key, value) in [
+            ("pool_size", pool.config.pool_size),
+            ("timeout", pool.config.timeout.into()),
+        ] {
+            if value == 0 {
+                return Err(SettingsError {
+                    key: pool_key(key),
+                    problem: "0; it must be at least 1".to_owned(),
+                });
+            }
+        }
+        Ok(Settings {
+            rocket: rocket_config,
+            service,
+            pool,
+        })
+    }
+
+    /// The settings `figment` gives, for the subcommands and the binary's checks before it
+    /// builds the service: read exactly as [`Settings::from_rocket`] reads them at ignition.
+    pub fn from_figment(figment: Figment) -> Result<Settings, SettingsError> {
+        Settings::from_rocket(&rocket::custom(figment))
+    }
+
+    /// The pool's database URL: what the service and the `migrate` subcommands connect to.
+    pub fn database_url(&self) -> &str {
+        &self.pool.config.url
+    }
+
+    /// Where the service listens: Rocket's `address` and `port`.
+    pub fn listen_address(&self) -> SocketAddr {
+        SocketAddr::new(self.rocket.address, self.rocket.port)
+    }
+}
+
+/// Fails, saying what to change, when the service could not listen on `address`. Rocket binds
+/// only after ignition, which is after migrating: a port already taken would stop the start once
+/// the schema had changed, with a message that names no setting. Binding once here fails first.
+pub fn check_can_listen(address: SocketAddr) -> Result<(), String> {
+    match TcpListener::bind(address) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::AddrInUse => Err(format!(
+            "port {} on {} is already in use (another copy of this service?): stop what \
+             listens there, or choose another port with ROCKET_PORT or `port` in Rocket.toml",
+            address.port(),
+            address.ip(),
+        )),
+        Err(err) => Err(format!(
+            "cannot listen on {address}: {err}; choose another with ROCKET_ADDRESS and \
+             ROCKET_PORT, or `address` and `port` in Rocket.toml"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocket::figment::providers::{Format, Toml};
+
+    /// Rocket's defaults under the shipped `Rocket.toml`, as `rocket::Config::figment` reads it.
+    fn shipped_rocket_toml() -> Figment {
+        Figment::from(rocket::Config::default())
+            .merge(Toml::file(concat!(env!("CARGO_MANIFEST_DIR"), "/Rocket.toml")).nested())
+    }
+
+    fn settings(figment: Figment) -> Result<Settings, SettingsError> {
+        Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn database_url_from_the_environment_wins_over_rocket_toml() {
+        let url = "postgres://someone:secret@db.example:5432/elsewhere".to_owned();
+        let figment = with_database_url(shipped_rocket_toml(), Some(url.clone()));
+        assert_eq!(settings(figment).unwrap().database_url(), url);
+    }
+
+    #[test]
+    fn without_database_url_rocket_toml_points_at_the_compose_database_on_port_5439() {
+        let settings = settings(with_database_url(shipped_rocket_toml(), None)).unwrap();
+        assert_eq!(
+            settings.database_url(),
+            "postgres://user1:password1@127.0.0.1:5439/database1"
+        );
+        assert_eq!(settings.listen_address().port(), 8089);
+    }
+
+    #[test]
+    fn rocket_toml_states_the_defaults_the_code_has() {
+        let shipped = settings(shipped_rocket_toml()).unwrap();
+        assert_eq!(shipped.service, ServiceSettings::default());
+        assert_eq!(shipped.pool.min_idle, PoolSettings::DEFAULT_MIN_IDLE);
+        assert_eq!(
+            shipped.rocket.max_blocking,
+            shipped.pool.config.pool_size as usize
+        );
+    }
+
+    #[test]
+    fn every_default_holds_when_nothing_is_configured() {
+        let bare = Figment::from(rocket::Config::debug_default())
+            .merge((pool_key("url"), "postgres://localhost/x"));
+        let settings = settings(bare).unwrap();
+        assert_eq!(settings.service, ServiceSettings::default());
+        assert_eq!(settings.pool.min_idle, 1);
+        assert_eq!(
+            settings.pool.config.timeout, 5,
+            "rocket_sync_db_pools' default"
+        );
+    }
+
+    #[test]
+    fn an_invalid_value_is_refused_naming_the_key_and_the_value() {
+        let base = || {
+            Figment::from(rocket::Config::debug_default())
+                .merge((pool_key("url"), "postgres://localhost/x"))
+        };
+        let cases: [(&str, Figment, &str); 6] = [
+            (
+                "migration_lock_timeout",
+                base().merge(("migration_lock_timeout", "soon")),
+                "\"soon\"",
+            ),
+            ("access_log", base().merge(("access_log", "xml")), "`xml`"),
+            ("max_blocking", base().merge(("max_blocking", -1)), "-1"),
+            (
+                "databases.students.min_idle",
+                base().merge((pool_key("min_idle"), "some")),
+                "\"some\"",
+            ),
+            (
+                "databases.students.pool_size",
+                base().merge((pool_key("pool_size"), 0)),
+                "0",
+            ),
+            ("log_level", base().merge(("log_level", "loud")), "\"loud\""),
+        ];
+        for (key, figment, value) in cases {
+            let err = settings(figment).expect_err(key);
+            assert_eq!(err.key, key, "{err}");
+            let line = err.to_string();
+            assert!(
+                line.starts_with(&format!("invalid setting {key}: ")),
+                "{line}"
+            );
+            assert!(line.contains(value), "{key}: the value is named: {line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_named_with_the_setting_that_changes_it() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let message = check_can_listen(taken.local_addr().unwrap()).unwrap_err();
+        let port = taken.local_addr().unwrap().port();
+        assert!(message.starts_with(&format!("port {port} on 127.0.0.1 is already in use")));
+        assert!(message.contains("ROCKET_PORT"), "{message}");
+        drop(taken);
+    }
+
+    #[test]
+    fn rocket_toml_limits_json_bodies_to_64_kib() {
+        let limits: rocket::data::Limits = shipped_rocket_toml().extract_inner("limits").unwrap();
+        assert_eq!(
+            limits.get("json"),
+            Some(rocket::data::ByteUnit::Kibibyte(64))
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The start-up stage, one step after another at ignition: read the settings, wait for the
+//! database, migrate (under the migration lock, see [`crate::migrate`]), open the pool, install
+//! the drain. Attached before the routes, so no handler can run before the schema it queries
+//! exists.
+
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use rocket::fairing::AdHoc;
+use rocket::tokio::task::spawn_blocking;
+use rocket::{Build, Rocket};
+
+use crate::db::Pool;
+use crate::drain::{self, Draining};
+use crate::migrate::{
+    self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, PostDeploy,
+};
+use crate::settings::Settings;
+
+/// The stage, with the service's migrations.
+pub fn stage() -> AdHoc {
+    stage_with(MIGRATIONS)
+}
+
+/// [`stage`] with another set of migrations, for tests that need a migration to fail.
+pub fn stage_with(migrations: Migrations) -> AdHoc {
+    AdHoc::try_on_ignite("Start-up", move |rocket| async move {
+        // The binary reads the settings before it builds the service (to log and to check its
+        // port); anything else has them read here.
+        let (rocket, settings) = match rocket.state::<Settings>().cloned() {
+            Some(settings) => (rocket, settings),
+            None => match Settings::from_rocket(&rocket) {
+                Ok(settings) => (rocket.manage(settings.clone()), settings),
+                Err(err) => {
+                    log::error!("{err}");
+                    return Err(rocket);
+                }
+            },
+        };
+        // The migrations run on a direct connection of their own while the pool opens its first
+        // connection: each costs a SCRAM handshake, and this way a start waits for one.
+        let migrating = rocket::tokio::spawn(migrate(settings.clone(), migrations));
+        let (rocket, pool) = open_pool(rocket).await;
+        if !migrating.await.unwrap_or(false) {
+            // Already logged with its cause; the pool, if any, is dropped unused.
+            return Err(rocket);
+        }
+        let (rocket, pool) = match pool {
+            Ok(pool) => (rocket, Ok(pool)),
+            // The database came up only while the migrations waited for it.
+            Err(_) => open_pool(rocket).await,
+        };
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(err) => {
+                log::error!("{err}");
+                return Err(rocket);
+            }
+        };
+        let draining = Draining::default();
+        Ok(rocket
+            .manage(pool)
+            .manage(draining.clone())
+            .attach(drain::on_sigterm(
+                draining,
+                settings.service.shutdown_drain.into(),
+            )))
+    })
+}
+
+async fn open_pool(rocket: Rocket<Build>) -> (Rocket<Build>, Result<Pool, String>) {
+    spawn_blocking(move || {
+        let pool = Pool::open(&rocket);
+        (rocket, pool)
+    })
+    .await
+    .expect("opening the pool does not panic")
+}
+
+/// Waits for the database and applies pending migrations (unless `migrate_on_start` is off);
+/// whether the service may start. Failures are logged with their cause.
+async fn migrate(settings: Settings, migrations: Migrations) -> bool {
+    let Settings { service, pool, .. } = settings;
+    // Diesel is synchronous: connect and migrate on a blocking thread.
+    let outcome = spawn_blocking(move || {
+        let conn = wait_for_database(&pool.config.url, service.database_wait.into())
+            .map_err(MigrateError::Connect)?;
+        if !service.migrate_on_start {
+            return Ok(None);
+        }
+        let lock_timeout = service.migration_lock_timeout.into();
+        Migrator::with_connection(conn, migrations, lock_timeout)?
+            .run(&ApplyTarget::All, PostDeploy::Apply)
+            .map(Some)
+    })
+    .await;
+
+    match outcome {
+        Ok(Ok(None)) => {
+            log::info!("migrate_on_start is off: not applying migrations");
+            true
+        }
+        Ok(Ok(Some(applied))) if applied.is_empty() => {
+            log::info!("database schema is up to date: no pending migrations");
+            true
+        }
+        Ok(Ok(Some(applied))) => {
+            log::info!("applied {} pending migration(s)", applied.len());
+            true
+        }
+        Ok(Err(err)) => {
+            log::error!("{err}; the service will not start");
+            false
+        }
+        Err(err) => {
+            log::error!("the migration task did not finish: {err}");
+            false
+        }
+    }
+}
+
+/// Connects to `url`, retrying with backoff for up to `patience` while the database does not
+/// answer (it is often still starting when the service does), and logging each failed attempt.
+pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, ConnectionError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match PgConnection::establish(url) {
+            Ok(conn) => {
+                if attempt > 1 {
+                    log::info!("connected to the database on attempt {attempt}");
+                }
+                return Ok(conn);
+            }
+            Err(err) if started.elapsed() < patience => {
+                // The last wait is cut short so the last attempt falls on the deadline.
+                let wait = delay.min(patience.saturating_sub(started.elapsed()));
+                log::warn!(
+                    "database not reachable (attempt {attempt}, {:.1}s of {}s): {}; retrying in {}ms",
+                    started.elapsed().as_secs_f32(),
+                    patience.as_secs(),
+                    migrate::one_line(&err.to_string()),
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => {
+                log::error!(
+                    "gave up on the database after {attempt} attempts in {:.1}s (database_wait = {}s)",
+                    started.elapsed().as_secs_f32(),
+                    patience.as_secs()
+                );
+                return Err(err);
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}

@@ -1,0 +1,17 @@
+//! The integration tests, one module per capability, in one crate so that the service is linked
+//! once. Every test that touches data runs against real PostgreSQL (`scripts/test.sh` starts one).
+
+mod helpers;
+mod process;
+
+mod bad_input;
+mod binary;
+mod cli;
+mod errors;
+mod health;
+mod metrics;
+mod migration_safety;
+mod migrations;
+mod openapi;
+mod settings;
+mod students;
