@@ -16,11 +16,7 @@ SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES=${MAX_EXAMPLES:-100}
 
 venv=target/schemathesis-venv
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  echo "Installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+python_tool "$venv" "schemathesis==$SCHEMATHESIS_VERSION"
 
 cargo build --locked --quiet --bin students-api
 
@@ -47,10 +43,10 @@ service=$!
 # The service migrates before it listens; /ready also proves nothing is pending.
 for _ in $(seq 1 300); do
   if curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then break; fi
-  kill -0 "$service" 2>/dev/null || pg_die "the service exited before it was ready"
+  kill -0 "$service" 2>/dev/null || die "the service exited before it was ready"
   sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$port/ready" >/dev/null || pg_die "the service did not become ready"
+curl -fsS "http://127.0.0.1:$port/ready" >/dev/null || die "the service did not become ready"
 
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
   --checks all \

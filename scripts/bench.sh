@@ -28,7 +28,7 @@ if [ -z "${BENCH_INSIDE:-}" ]; then
       echo "Installing wrk" >&2
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
     else
-      pg_die "wrk not found: sudo apt-get install wrk"
+      die "wrk not found: sudo apt-get install wrk"
     fi
   }
   echo "Building the release binary" >&2
@@ -82,7 +82,7 @@ time_to_first_200() {
   for _ in $(seq 1 20000); do
     status=$(http_status "$port" /students 2>/dev/null || echo 0)
     [ "$status" = 200 ] && break
-    kill -0 "$service" 2>/dev/null || pg_die "the service exited: $(tail -5 "$work/service.log")"
+    kill -0 "$service" 2>/dev/null || die "the service exited: $(tail -5 "$work/service.log")"
   done
   echo $(($(now_ms) - started))
 }

@@ -12,10 +12,8 @@ cd "$root"
 . scripts/pg-lib.sh
 
 : "${DATABASE_URL:?set DATABASE_URL to a server where this role may create databases}"
-command -v diesel >/dev/null || {
-  echo "error: diesel CLI not found; cargo install diesel_cli --no-default-features --features postgres" >&2
-  exit 1
-}
+command -v diesel >/dev/null ||
+  die "diesel CLI not found; cargo install diesel_cli --no-default-features --features postgres"
 
 name="schema_check_$$"
 admin_url=$DATABASE_URL
@@ -29,8 +27,6 @@ export DATABASE_URL=$check_url
 # --locked-schema: fail instead of rewriting src/schema.rs when it would change.
 diesel migration run --locked-schema
 diesel migration redo --all --locked-schema
-diesel print-schema | diff -u src/schema.rs - || {
-  echo "error: src/schema.rs differs from 'diesel print-schema'; run 'diesel migration run' and commit the result" >&2
-  exit 1
-}
+diesel print-schema | diff -u src/schema.rs - ||
+  die "src/schema.rs differs from 'diesel print-schema'; run 'diesel migration run' and commit the result"
 echo "src/schema.rs matches the migrated database" >&2

@@ -40,10 +40,10 @@ start() {
     echo "Creating a PostgreSQL cluster in $PGDATA_DIR (runs as $PG_USER)" >&2
     pg_prepare_dir "$PGDATA_DIR"
     pg_init_cluster "$PGDATA_DIR" "$DB_USER" "$DB_PASSWORD"
-    pg_start_cluster "$PGDATA_DIR" "$PORT" || { pg_log_tail "$PGDATA_DIR"; pg_die "PostgreSQL did not start"; }
+    pg_start_cluster "$PGDATA_DIR" "$PORT" || { pg_log_tail "$PGDATA_DIR"; die "PostgreSQL did not start"; }
     PGPASSWORD=$DB_PASSWORD "$PG_BIN/createdb" -h 127.0.0.1 -p "$PORT" -U "$DB_USER" "$DB_NAME"
   else
-    pg_start_cluster "$PGDATA_DIR" "$PORT" || { pg_log_tail "$PGDATA_DIR"; pg_die "PostgreSQL did not start"; }
+    pg_start_cluster "$PGDATA_DIR" "$PORT" || { pg_log_tail "$PGDATA_DIR"; die "PostgreSQL did not start"; }
   fi
   echo "PostgreSQL from $PGDATA_DIR is running at $URL" >&2
 }
@@ -63,5 +63,5 @@ case "${1:-start}" in
     if running; then pg_stop_cluster "$PGDATA_DIR"; fi
     rm -rf "$PGDATA_DIR"
     ;;
-  *) pg_die "usage: $0 [start|stop|status|destroy]" ;;
+  *) die "usage: $0 [start|stop|status|destroy]" ;;
 esac

@@ -16,11 +16,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+. scripts/lib.sh
 
-die() {
-  echo "error: $*" >&2
-  exit 1
-}
 
 rust_version=$(sed -n 's/^ARG RUST_VERSION=//p' Dockerfile)
 release=$(sed -n 's/^ARG DEBIAN_RELEASE=//p' Dockerfile)

@@ -17,10 +17,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 . scripts/pg-lib.sh
 
-die() {
-  echo "error: $*" >&2
-  exit 1
-}
 step() { printf -- '--- %s\n' "$*"; }
 
 command -v docker >/dev/null || die "the docker CLI is missing: apt-get install docker.io"

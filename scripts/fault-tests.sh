@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault tests (tests/faults/faults.py): the service against a PostgreSQL of this script's own,
+# Fault tests (tests/harness/faults.py): the service against a PostgreSQL of this script's own,
 # which the tests stop, restart, lock and starve: restart under load, start while the database
 # is down, pool exhaustion, SIGTERM under load, and a soak of reads and writes.
 #
@@ -11,8 +11,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 . scripts/pg-lib.sh
 
-command -v python3 >/dev/null || pg_die "python3 is needed for the fault tests"
-command -v psql >/dev/null || pg_die "psql is needed: sudo apt-get install postgresql-client"
+command -v python3 >/dev/null || die "python3 is needed for the fault tests"
+command -v psql >/dev/null || die "psql is needed: sudo apt-get install postgresql-client"
 pg_find_bin
 pg_pick_user
 
@@ -62,4 +62,4 @@ SERVICE_BIN=$root/target/debug/students-api \
   FAULT_DATABASE_URL=$url/faults \
   PG_STOP="$work/pg stop" \
   PG_START="$work/pg start" \
-  python3 tests/faults/faults.py "$@"
+  python3 tests/harness/faults.py "$@"

@@ -14,13 +14,11 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+. scripts/lib.sh
 
 SQUAWK_VERSION=2.70.0
 venv=target/lint-venv
-if ! "$venv/bin/squawk" --version 2>/dev/null | grep -q "$SQUAWK_VERSION"; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "squawk-cli==$SQUAWK_VERSION"
-fi
+python_tool "$venv" "squawk-cli==$SQUAWK_VERSION"
 squawk() { "$venv/bin/squawk" --config .squawk.toml --reporter gcc "$@"; }
 
 in_transaction=()

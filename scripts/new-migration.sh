@@ -12,22 +12,20 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+. scripts/lib.sh
 
 if [ $# -lt 1 ]; then
   echo "usage: $0 NAME [diesel migration generate options]" >&2
   exit 2
 fi
-command -v diesel >/dev/null || {
-  echo "error: the diesel CLI is missing: cargo install diesel_cli --no-default-features --features postgres" >&2
-  exit 1
-}
+command -v diesel >/dev/null ||
+  die "the diesel CLI is missing: cargo install diesel_cli --no-default-features --features postgres"
 
 before=$(ls migrations)
 diesel migration generate "$@"
 created=$(comm -13 <(echo "$before") <(ls migrations))
 if [ -z "$created" ] || [ "$(echo "$created" | wc -l)" -ne 1 ]; then
-  echo "error: cannot tell which folder diesel created in migrations/" >&2
-  exit 1
+  die "cannot tell which folder diesel created in migrations/"
 fi
 
 for file in up.sql down.sql; do

@@ -1,11 +1,10 @@
 # shellcheck shell=bash
 # Shared by the scripts in this folder: find PostgreSQL's server binaries and run a cluster as an
-# unprivileged user (PostgreSQL refuses to run as root). Source it; it defines functions only.
+# unprivileged user (PostgreSQL refuses to run as root). Source it; it defines functions only,
+# and sources lib.sh for the rest.
 
-pg_die() {
-  echo "error: $*" >&2
-  exit 1
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Sets PG_BIN to the folder holding initdb and pg_ctl.
 pg_find_bin() {
@@ -20,7 +19,7 @@ pg_find_bin() {
       return 0
     fi
   done
-  pg_die "PostgreSQL server binaries (initdb, pg_ctl) not found.
+  die "PostgreSQL server binaries (initdb, pg_ctl) not found.
   On Debian/Ubuntu: sudo apt-get install postgresql   (or postgresql-15)
   Elsewhere, set PG_BIN to the folder that holds initdb and pg_ctl."
 }
@@ -61,7 +60,7 @@ pg_prepare_dir() {
   fi
   chmod 700 "$dir"
   pg_as_user test -w "$dir" ||
-    pg_die "$PG_USER cannot write to $dir (a parent folder is closed to it, as /root is).
+    die "$PG_USER cannot write to $dir (a parent folder is closed to it, as /root is).
   Clone the project somewhere $PG_USER can reach, or set PG_RUN_AS to another account."
 }
 
@@ -75,7 +74,7 @@ pg_init_cluster() {
     --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 || {
     rm -f "$pwfile"
     cat "$dir.initdb.log" >&2
-    pg_die "initdb failed in $dir"
+    die "initdb failed in $dir"
   }
   rm -f "$pwfile" "$dir.initdb.log"
 }
@@ -101,21 +100,13 @@ pg_start_on_free_port() {
     fi
   done
   pg_log_tail "$dir"
-  pg_die "could not start PostgreSQL from $dir"
+  die "could not start PostgreSQL from $dir"
 }
 
 # The URL of database $2 on the server of URL $1 (same role, host, port and parameters).
 pg_database_url() {
   local base=${1%%\?*}
   echo "${base%/*}/$2${1#"$base"}"
-}
-
-# Stops a background process started by the calling script, if there is one.
-stop_process() {
-  if [ -n "${1:-}" ]; then
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-  fi
 }
 
 # The end of a cluster's log, for error messages.
@@ -126,22 +117,4 @@ pg_log_tail() {
 pg_stop_cluster() {
   local dir=$1 mode=${2:-fast}
   pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --mode="$mode" --wait stop >/dev/null 2>&1
-}
-
-# Prints a loopback port nothing listens on (another process may still take it before use).
-free_port() {
-  local candidate
-  for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 30000))
-    if ! port_in_use "$candidate"; then
-      echo "$candidate"
-      return
-    fi
-  done
-  pg_die "no free loopback port found"
-}
-
-# Succeeds when something accepts TCP connections on 127.0.0.1:$1.
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rolling-upgrade test: three replicas of the previous release behind HAProxy, replaced one by
 # one with this checkout's binary under constant load while the `email` migrations are applied,
-# with zero failed requests allowed (scripts/rolling_upgrade.py says exactly what it checks).
+# with zero failed requests allowed (tests/harness/rolling_upgrade.py says exactly what it checks).
 # Then its negative control: a column renamed in one step must make the same checks fail.
 #
 #   scripts/rolling-upgrade.sh                      # both, against a throwaway PostgreSQL
@@ -14,7 +14,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-die() { echo "error: $*" >&2; exit 1; }
+. scripts/lib.sh
 
 command -v haproxy >/dev/null || die "haproxy is missing: sudo apt-get install haproxy"
 command -v psql >/dev/null || die "psql is missing: sudo apt-get install postgresql-client"
@@ -46,7 +46,7 @@ cp "$work/old-target/debug/students-api" "$work/bin/students-api-old"
 cp target/debug/students-api "$work/bin/students-api-new"
 
 run() {
-  scripts/with-throwaway-pg.sh python3 scripts/rolling_upgrade.py \
+  scripts/with-throwaway-pg.sh python3 tests/harness/rolling_upgrade.py \
     --old "$work/bin/students-api-old" --old-config "$work/old-src/Rocket.toml" \
     --new "$work/bin/students-api-new" --new-config "$root/Rocket.toml" "$@"
 }

@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/pg-lib.sh"
 
-[ $# -gt 0 ] || pg_die "usage: $0 COMMAND [ARGS...]"
+[ $# -gt 0 ] || die "usage: $0 COMMAND [ARGS...]"
 
 if [ -n "${DATABASE_URL:-}" ]; then
   echo "Using the PostgreSQL server DATABASE_URL names" >&2

@@ -6,15 +6,15 @@ Each scenario prints PASS or FAIL with the reasons; the exit status is 1 if any 
 Standard library only.
 """
 
-import http.client
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+
+import common
+from common import free_port
 
 SERVICE = os.environ["SERVICE_BIN"]
 DB_URL = os.environ["FAULT_DATABASE_URL"]
@@ -24,16 +24,13 @@ SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 POOL_TIMEOUT = 2                     # seconds; the service's pool timeout in these scenarios
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def psql(sql):
-    return subprocess.run(
-        ["psql", "--no-psqlrc", "-qAt", "-v", "ON_ERROR_STOP=1", DB_URL, "-c", sql],
-        check=True, capture_output=True, text=True).stdout.strip()
+    return common.psql(DB_URL, sql)
+
+
+def request(port, method, path, body=None, timeout=10):
+    """One request; (status, headers, JSON body or None)."""
+    return common.request(port, method, path, body, timeout)[:3]
 
 
 class Service:
@@ -78,69 +75,44 @@ class Service:
             return f.read()
 
 
-def request(port, method, path, body=None, timeout=10, conn=None):
-    """One request; returns (status, headers dict, parsed JSON or None)."""
-    own = conn is None
-    if own:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    response = conn.getresponse()
-    raw = response.read()
-    if own:
-        conn.close()
-    hdrs = {k.lower(): v for k, v in response.getheaders()}
-    parsed = None
-    if hdrs.get("content-type", "").startswith("application/json") and raw:
-        parsed = json.loads(raw)
-    return response.status, hdrs, parsed
-
-
-class Load:
-    """Client threads sending a mix of POST and GET until stopped, recording every answer."""
+class Load(common.Load):
+    """Client threads sending a mix of POST and GET until stopped, recording every answer in
+    `records`. Bounded beyond any scenario's length, in case one never stops it."""
 
     def __init__(self, port, threads, write_every=2):
-        self.port, self.stop_flag = port, threading.Event()
-        self.records, self.lock = [], threading.Lock()
-        self.threads = [threading.Thread(target=self.run, args=(i, write_every), daemon=True)
-                        for i in range(threads)]
+        self.records = []
+        super().__init__(port, threads, lambda tid: Mix(self, tid, write_every),
+                         deadline_s=SOAK_SECONDS + 120, max_requests=2_000_000, timeout=15)
 
-    def run(self, tid, write_every):
-        n = 0
-        conn = None
-        while not self.stop_flag.is_set():
-            n += 1
-            write = n % write_every == 0
-            name = f"Fault{tid}x{n}"
-            started = time.time()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                if write:
-                    status, hdrs, body = request(self.port, "POST", "/students",
-                                                 {"first_name": name, "last_name": "Load", "major": "Faults"},
-                                                 conn=conn)
-                else:
-                    status, hdrs, body = request(self.port, "GET", "/students?limit=5", conn=conn)
-                error = None
-            except (OSError, http.client.HTTPException) as exc:
-                status, hdrs, body, error = None, {}, None, repr(exc)
-                conn = None
-            if hdrs.get("connection", "").lower() == "close":
-                conn = None
-            with self.lock:
-                self.records.append(dict(write=write, name=name, started=started, ended=time.time(),
-                                         status=status, headers=hdrs, body=body, error=error))
 
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
+class Mix:
+    """One thread's requests: every `write_every`-th a POST of a uniquely named student, the
+    others a page of five."""
 
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(30)
+    def __init__(self, load, tid, write_every):
+        self.load, self.tid, self.write_every, self.n = load, tid, write_every, 0
+
+    def next_request(self):
+        self.n += 1
+        self.name = f"Fault{self.tid}x{self.n}"
+        if self.n % self.write_every == 0:
+            return "POST", "/students", {"first_name": self.name, "last_name": "Load",
+                                         "major": "Faults"}
+        return "GET", "/students?limit=5", None
+
+    def record(self, sent, status, headers, body, error):
+        method, _, _, started = sent
+        with self.load.lock:
+            self.load.records.append(dict(write=method == "POST", name=self.name, started=started,
+                                          ended=time.time(), status=status, headers=headers,
+                                          body=body, error=error))
+
+    def answered(self, sent, answer):
+        status, headers, body, _, _ = answer
+        self.record(sent, status, headers, body, None)
+
+    def failed(self, sent, error):
+        self.record(sent, None, {}, None, repr(error))
 
 
 def check(failures, condition, message):

@@ -27,12 +27,13 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
+
+import common
+from common import free_port, psql, with_database
 
 # HAProxy polls /ready every 500 ms and takes a replica out after 2 failures: about 1 s after
 # SIGTERM, well inside the replicas' drain (--drain, 3 s), so no request reaches a replica that has closed its listener.
@@ -69,30 +70,6 @@ listen stats
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def psql(url, sql):
-    """Runs `sql` with psql; its unaligned, tuples-only output."""
-    done = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-d", url, "-c", sql],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
-    return done.stdout
-
-
-def with_database(url, name):
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
 class Replica:
@@ -178,103 +155,83 @@ class Haproxy:
         self.proc.wait(timeout=10)
 
 
-class Load:
-    """Mixed reads and writes from `workers` threads, each on its own keep-alive connection,
-    bounded by a deadline and a request count. Writes are acknowledged when answered 2xx; each
-    thread changes only the students it created, so what it last saw acknowledged is what the
-    table must hold at the end."""
+class Load(common.Load):
+    """Mixed reads and writes, bounded by a deadline and a request count. Writes are acknowledged
+    when answered 2xx; each thread changes only the students it created, so what it last saw
+    acknowledged is what the table must hold at the end."""
 
     def __init__(self, port, workers, deadline_s, max_requests, think_s):
-        self.port, self.workers, self.think_s = port, workers, think_s
-        self.deadline = time.monotonic() + deadline_s
-        self.max_requests = max_requests
-        self.stop = threading.Event()
         self.send_email = threading.Event()
-        self.lock = threading.Lock()
-        self.count = 0
         self.by_op = {}
         self.latencies = []
         self.slowest = (0.0, None)
         self.failures = []
         self.acknowledged = {}  # id -> the student as last acknowledged
-        self.threads = [
-            threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(workers)
-        ]
-
-    def start(self):
-        for thread in self.threads:
-            thread.start()
-
-    def finish(self):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=60)
+        super().__init__(port, workers, lambda worker: Writer(self, worker),
+                         deadline_s=deadline_s, max_requests=max_requests, think_s=think_s)
 
     def fail(self, what):
         with self.lock:
             self.failures.append(f"{time.strftime('%H:%M:%S')} {what}")
 
-    def run(self, worker):
-        rng = random.Random(worker)
-        mine = []
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        serial = 0
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            with self.lock:
-                if self.count >= self.max_requests:
-                    return
-                self.count += 1
-            op = rng.choices(["list", "get", "create", "patch"], weights=[35, 25, 25, 15])[0]
-            if op in ("get", "patch") and not mine:
-                op = "create"
-            body = None
-            if op == "list":
-                method, path = "GET", f"/students?limit=5&after_id={rng.randint(0, 200)}"
-            elif op == "get":
-                method, path = "GET", f"/students/{rng.choice(mine)}"
-            elif op == "create":
-                serial += 1
-                body = {"first_name": f"W{worker}", "last_name": f"N{serial}", "major": "Load"}
-                if self.send_email.is_set():
-                    body["email"] = f"w{worker}.n{serial}@example.org"
-                method, path = "POST", "/students"
-            else:
-                body = {"major": f"Changed {serial}"}
-                method, path = "PATCH", f"/students/{rng.choice(mine)}"
-            payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            started = time.monotonic()
-            try:
-                conn.request(method, path, body=payload, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as err:
-                self.fail(f"{method} {path}: no answer: {err!r}")
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                continue
-            elapsed = time.monotonic() - started
-            with self.lock:
-                self.by_op[op] = self.by_op.get(op, 0) + 1
-                self.latencies.append(elapsed)
-                if elapsed > self.slowest[0]:
-                    self.slowest = (elapsed, f"{method} {path}")
-            if not 200 <= response.status < 300:
-                self.fail(f"{method} {path}: {response.status} {data[:200]!r}")
-                continue
-            if method in ("POST", "PATCH"):
-                student = json.loads(data)
-                if body.get("email") and student.get("email") != body["email"]:
-                    self.fail(f"{method} {path}: email sent, not served back: {student}")
-                with self.lock:
-                    self.acknowledged[student["id"]] = student
-                if method == "POST":
-                    mine.append(student["id"])
-            time.sleep(self.think_s)
-
     def percentile(self, p):
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
+
+
+class Writer:
+    """One thread's requests: pages, reads and changes of the students it created, and new ones
+    (with an email once the load says so)."""
+
+    def __init__(self, load, worker):
+        self.load, self.worker = load, worker
+        self.rng = random.Random(worker)
+        self.mine = []
+        self.serial = 0
+        self.op = None
+
+    def next_request(self):
+        rng, mine = self.rng, self.mine
+        op = rng.choices(["list", "get", "create", "patch"], weights=[35, 25, 25, 15])[0]
+        if op in ("get", "patch") and not mine:
+            op = "create"
+        self.op = op
+        if op == "list":
+            return "GET", f"/students?limit=5&after_id={rng.randint(0, 200)}", None
+        if op == "get":
+            return "GET", f"/students/{rng.choice(mine)}", None
+        if op == "create":
+            self.serial += 1
+            body = {"first_name": f"W{self.worker}", "last_name": f"N{self.serial}",
+                    "major": "Load"}
+            if self.load.send_email.is_set():
+                body["email"] = f"w{self.worker}.n{self.serial}@example.org"
+            return "POST", "/students", body
+        return "PATCH", f"/students/{rng.choice(mine)}", {"major": f"Changed {self.serial}"}
+
+    def failed(self, sent, error):
+        method, path, _, _ = sent
+        self.load.fail(f"{method} {path}: no answer: {error!r}")
+
+    def answered(self, sent, answer):
+        method, path, body, _ = sent
+        status, _, student, raw, elapsed = answer
+        load = self.load
+        with load.lock:
+            load.by_op[self.op] = load.by_op.get(self.op, 0) + 1
+            load.latencies.append(elapsed)
+            if elapsed > load.slowest[0]:
+                load.slowest = (elapsed, f"{method} {path}")
+        if not 200 <= status < 300:
+            load.fail(f"{method} {path}: {status} {raw[:200]!r}")
+            return
+        if method in ("POST", "PATCH"):
+            if body.get("email") and student.get("email") != body["email"]:
+                load.fail(f"{method} {path}: email sent, not served back: {student}")
+            with load.lock:
+                load.acknowledged[student["id"]] = student
+            if method == "POST":
+                self.mine.append(student["id"])
 
 
 def missing_writes(url, acknowledged):

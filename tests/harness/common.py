@@ -1,0 +1,126 @@
+"""What the Python test harnesses (faults.py, rolling_upgrade.py) share: free ports, psql, one
+HTTP request, and a load loop bounded in time and in count. Standard library only."""
+
+import http.client
+import json
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def psql(url, sql):
+    """Runs `sql` with psql; its unaligned, tuples-only output, stripped."""
+    done = subprocess.run(
+        ["psql", "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-d", url, "-c", sql],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def with_database(url, name):
+    """The URL of database `name` on the server of `url`."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def request(port, method, path, body=None, timeout=10, conn=None):
+    """One request on `conn` (or a connection of its own); (status, headers, JSON body or None,
+    raw body). Headers are keyed in lowercase."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    payload = json.dumps(body) if body is not None else None
+    try:
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        if own:
+            conn.close()
+    hdrs = {k.lower(): v for k, v in response.getheaders()}
+    parsed = None
+    if hdrs.get("content-type", "").startswith("application/json") and raw:
+        parsed = json.loads(raw)
+    return response.status, hdrs, parsed, raw
+
+
+class Load:
+    """`workers` client threads, each on its own keep-alive connection, each sending what its
+    client (`client_for(worker)`) asks next, until `finish()`, `deadline_s` seconds or
+    `max_requests` requests in all, whichever comes first.
+
+    A client has `next_request()`, which returns (method, path, body or None), `answered(sent,
+    answer)` and `failed(sent, error)`; `sent` is (method, path, body, started) with `started` the
+    wall-clock time it was sent, and `answer` is (status, headers, body, raw, elapsed seconds).
+    """
+
+    def __init__(self, port, workers, client_for, deadline_s, max_requests, timeout=30, think_s=0):
+        self.port, self.timeout, self.think_s = port, timeout, think_s
+        self.client_for = client_for
+        self.deadline = time.monotonic() + deadline_s
+        self.max_requests = max_requests
+        self.stop_flag = threading.Event()
+        self.lock = threading.Lock()
+        self.count = 0
+        self.threads = [
+            threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(workers)
+        ]
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def finish(self):
+        self.stop_flag.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.finish()
+
+    def run(self, worker):
+        client = self.client_for(worker)
+        conn = None
+        while not self.stop_flag.is_set() and time.monotonic() < self.deadline:
+            with self.lock:
+                if self.count >= self.max_requests:
+                    return
+                self.count += 1
+            method, path, body = client.next_request()
+            sent = (method, path, body, time.time())
+            began = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                status, headers, parsed, raw = request(
+                    self.port, method, path, body, conn=conn
+                )
+            except (OSError, http.client.HTTPException) as err:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                client.failed(sent, err)
+                continue
+            if headers.get("connection", "").lower() == "close":
+                conn.close()
+                conn = None
+            client.answered(sent, (status, headers, parsed, raw, time.monotonic() - began))
+            if self.think_s:
+                time.sleep(self.think_s)
