@@ -2,9 +2,10 @@
 //! start-up stage ([`crate::startup`]), once the schema is up to date.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use diesel::connection::CacheSize;
 use diesel::prelude::*;
 use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
 use rocket::tokio::sync::Semaphore;
@@ -152,10 +153,9 @@ where
             DbError::NoConnection
         })?;
         let result = query(&mut conn.conn);
-        if let Err(err) = &result
-            && is_connection_lost(err)
-        {
-            conn.broken = true;
+        if let Err(err) = &result {
+            conn.broken = is_connection_lost(err);
+            explain_a_pooler_without_prepared_statements(err);
         }
         drop(conn);
         drop(permit);
@@ -170,6 +170,28 @@ where
         }
         // A panicking query panics the handler, which Rocket answers with a 500.
         Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
+/// Logs, once per process, what to do when `err` says that a transaction pooler without
+/// prepared-statement support stands between the pool and PostgreSQL: a statement diesel
+/// prepared on this connection is unknown (SQLSTATE 26000), or its name is taken (42P05), because
+/// the pooler ran it on another server connection. diesel does not expose the SQLSTATE, so its
+/// statement name, `__diesel_stmt_<n>` in both messages and never translated, tells them apart.
+/// The request itself still fails with the opaque 500 of any unexpected error.
+fn explain_a_pooler_without_prepared_statements(err: &diesel::result::Error) {
+    static EXPLAINED: AtomicBool = AtomicBool::new(false);
+    let diesel::result::Error::DatabaseError(_, info) = err else {
+        return;
+    };
+    if info.message().contains("\"__diesel_stmt_") && !EXPLAINED.swap(true, Ordering::Relaxed) {
+        log::error!(
+            "the database refused a prepared statement of this connection ({}): a transaction \
+             pooler without prepared-statement support is in front of PostgreSQL. Set \
+             `prepared_statements = false` (ROCKET_PREPARED_STATEMENTS=false), or run PgBouncer \
+             1.21 or later with max_prepared_statements above 0",
+            info.message()
+        );
     }
 }
 
@@ -197,26 +219,31 @@ pub struct PgConn {
     broken: bool,
 }
 
-/// diesel's r2d2 manager, handing out [`PgConn`]s.
-pub struct PgManager(ConnectionManager<PgConnection>);
+/// diesel's r2d2 manager, handing out [`PgConn`]s with or without diesel's statement cache.
+pub struct PgManager {
+    manager: ConnectionManager<PgConnection>,
+    statements: CacheSize,
+}
 
 impl ManageConnection for PgManager {
     type Connection = PgConn;
     type Error = diesel_r2d2::Error;
 
     fn connect(&self) -> Result<PgConn, Self::Error> {
-        self.0.connect().map(|conn| PgConn {
+        let mut conn = self.manager.connect()?;
+        conn.set_prepared_statement_cache_size(self.statements);
+        Ok(PgConn {
             conn,
             broken: false,
         })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {
-        self.0.is_valid(&mut conn.conn)
+        self.manager.is_valid(&mut conn.conn)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.broken || self.0.has_broken(&mut conn.conn)
+        conn.broken || self.manager.has_broken(&mut conn.conn)
     }
 }
 
@@ -232,11 +259,18 @@ impl Poolable for PgConn {
                 "the settings were not extracted",
             ))?;
         let pool = &settings.pool;
+        let manager = PgManager {
+            manager: ConnectionManager::new(&pool.config.url),
+            statements: match settings.service.prepared_statements {
+                true => CacheSize::Unbounded,
+                false => CacheSize::Disabled,
+            },
+        };
         Ok(r2d2::Pool::builder()
             .max_size(pool.config.pool_size)
             .min_idle(Some(pool.min_idle.min(pool.config.pool_size)))
             .test_on_check_out(false)
             .connection_timeout(pool.timeout())
-            .build(PgManager(ConnectionManager::new(&pool.config.url)))?)
+            .build(manager)?)
     }
 }

@@ -71,6 +71,12 @@ pub struct ServiceSettings {
     pub shutdown_drain: Seconds,
     /// How each request is logged.
     pub access_log: AccessLogFormat,
+    /// Whether the request pool's connections keep diesel's prepared statements (named, cached
+    /// per connection). Off behind a transaction pooler without prepared-statement support
+    /// (PgBouncer before 1.21, or without `max_prepared_statements`), which hands a connection's
+    /// statements to whichever client comes next; diesel then sends every query unnamed, in one
+    /// round trip. The migrator's direct connection keeps them either way.
+    pub prepared_statements: bool,
 }
 
 impl Default for ServiceSettings {
@@ -81,6 +87,7 @@ impl Default for ServiceSettings {
             database_wait: Seconds(30),
             shutdown_drain: Seconds(0),
             access_log: AccessLogFormat::Text,
+            prepared_statements: true,
         }
     }
 }

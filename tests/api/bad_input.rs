@@ -411,14 +411,19 @@ fn cases() -> Vec<Case> {
 #[test]
 fn every_bad_input_gets_a_specific_json_4xx_and_leaves_the_table_unchanged() {
     let db = TestDb::migrated();
-    let client = client(&db);
+    check_every_case(&client(&db), &db);
+}
+
+/// Sends every case to `client`, a service over `db`, and fails naming each case that got the
+/// wrong answer or changed the table.
+pub fn check_every_case(client: &Client, db: &TestDb) {
     let mut conn = db.connect();
     let before = students_fingerprint(&mut conn);
 
     let mut failures = Vec::new();
     for case in cases() {
         let name = case.name;
-        if let Err(why) = case.check(&client) {
+        if let Err(why) = case.check(client) {
             failures.push(format!("{name}: {why}"));
         }
         if students_fingerprint(&mut conn) != before {

@@ -2,6 +2,7 @@
 //! once. Every test that touches data runs against real PostgreSQL (`scripts/test.sh` starts one).
 
 mod helpers;
+mod pooler;
 mod process;
 
 mod bad_input;
@@ -13,5 +14,6 @@ mod metrics;
 mod migration_safety;
 mod migrations;
 mod openapi;
+mod pgbouncer;
 mod settings;
 mod students;

@@ -135,14 +135,37 @@ pub fn request_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String, String)> {
+    exchange(port, method, path, headers, "")
+}
+
+/// `method path` with a JSON `body`; the status, the head and the body.
+pub fn send_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<(u16, String, String)> {
+    let headers = [("Content-Type", "application/json")];
+    exchange(port, method, path, &headers, &body.to_string())
+}
+
+fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let headers: String = (headers.iter())
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
+    let length = body.len();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {length}\r\n\
+         Connection: close\r\n\r\n{body}"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -7,12 +7,13 @@ use crate::process::{Ran, Service, binary, free_port, migrate};
 #[test]
 fn ignition_refuses_an_invalid_value_of_any_service_setting_and_accepts_a_valid_one() {
     let db = TestDb::empty();
-    let cases: [(&str, serde_json::Value, serde_json::Value); 6] = [
+    let cases: [(&str, serde_json::Value, serde_json::Value); 7] = [
         ("migrate_on_start", "sometimes".into(), false.into()),
         ("migration_lock_timeout", (-1).into(), 5.into()),
         ("database_wait", "soon".into(), 1.into()),
         ("shutdown_drain", 1.5.into(), 0.into()),
         ("access_log", "xml".into(), "json".into()),
+        ("prepared_statements", "maybe".into(), false.into()),
         ("databases.students.min_idle", "all".into(), 2.into()),
     ];
     for (key, invalid, valid) in cases {
