@@ -1,8 +1,11 @@
 """What the Python test harnesses (faults.py, rolling_upgrade.py) share: free ports, psql, one
-HTTP request, and a load loop bounded in time and in count. Standard library only."""
+HTTP request, a load loop bounded in time and in count, and PgBouncer. Standard library only."""
 
 import http.client
 import json
+import os
+import pwd
+import shutil
 import socket
 import subprocess
 import threading
@@ -124,3 +127,93 @@ class Load:
             client.answered(sent, (status, headers, parsed, raw, time.monotonic() - began))
             if self.think_s:
                 time.sleep(self.think_s)
+
+
+class PgBouncer:
+    """Debian's PgBouncer in transaction pooling mode on a free loopback port, in front of the
+    server of `server_url` (every database on it, as its role), with `server_connections` server
+    connections per database. Run as the account PostgreSQL runs as when this is root (PgBouncer
+    refuses root): PG_RUN_AS, else `postgres`, else `nobody`."""
+
+    def __init__(self, server_url, workdir, server_connections=2):
+        parts = urllib.parse.urlsplit(server_url)
+        self.server_url, self.port, self.proc = server_url, free_port(), None
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        auth = os.path.join(workdir, "userlist.txt")
+        with open(auth, "w") as out:
+            out.write(f'"{parts.username}" "{parts.password or ""}"\n')
+        self.ini = os.path.join(workdir, "pgbouncer.ini")
+        with open(self.ini, "w") as out:
+            out.write(
+                "[databases]\n"
+                f"* = host={parts.hostname} port={parts.port or 5432}\n"
+                "[pgbouncer]\n"
+                "listen_addr = 127.0.0.1\n"
+                f"listen_port = {self.port}\n"
+                "unix_socket_dir =\n"
+                "auth_type = scram-sha-256\n"
+                f"auth_file = {auth}\n"
+                "pool_mode = transaction\n"
+                f"default_pool_size = {server_connections}\n"
+                "max_client_conn = 500\n"
+                "ignore_startup_parameters = extra_float_digits\n"
+            )
+        # Readable by the account it runs as; the password is a throwaway server's.
+        os.chmod(workdir, 0o755)
+        for path in (auth, self.ini):
+            os.chmod(path, 0o644)
+        self.start()
+
+    def url(self, database):
+        """The URL of `database` through the pooler."""
+        parts = urllib.parse.urlsplit(with_database(self.server_url, database))
+        netloc = parts.netloc.rsplit(":", 1)[0] + f":{self.port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+    def start(self):
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        command = [binary, self.ini]
+        if os.geteuid() == 0:
+            account = os.environ.get("PG_RUN_AS") or (
+                "postgres" if _has_account("postgres") else "nobody"
+            )
+            group = pwd.getpwnam(account).pw_gid
+            # setpriv execs: the pid is PgBouncer's own, so stop() stops it.
+            command = ["setpriv", f"--reuid={account}", f"--regid={group}", "--init-groups"] + command
+        self.log = open(os.path.join(self.dir, "pgbouncer.log"), "ab")
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"pgbouncer did not start; see {self.dir}/pgbouncer.log")
+
+    def logins(self, database):
+        """How many client connections to `database` it has logged."""
+        with open(os.path.join(self.dir, "pgbouncer.log"), errors="replace") as log:
+            return log.read().count(f"login attempt: db={database} ")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def _has_account(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

@@ -3,7 +3,10 @@
 scripts/rolling-upgrade.sh, which builds the two binaries and gives DATABASE_URL.
 
 Three replicas of the previous binary serve behind HAProxy, which sends traffic only to replicas
-whose /ready answers 200. Under constant mixed load:
+whose /ready answers 200. The new binary's replicas reach PostgreSQL through PgBouncer in
+transaction pooling mode, with `prepared_statements = false`, as in the Kubernetes topology; the
+previous release predates that setting, so its replicas connect directly. Under constant mixed
+load:
 
   1. the new binary applies what must come before it: `migrate run --skip-post-deploy` (expand);
   2. each old replica gets SIGTERM, drains, exits, and a new one starts on its port;
@@ -26,14 +29,16 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 import common
-from common import free_port, psql, with_database
+from common import PgBouncer, free_port, psql, with_database
 
 # HAProxy polls /ready every 500 ms and takes a replica out after 2 failures: about 1 s after
 # SIGTERM, well inside the replicas' drain (--drain, 3 s), so no request reaches a replica that has closed its listener.
@@ -73,15 +78,16 @@ def log(message):
 
 
 class Replica:
-    def __init__(self, name, port, database_url, logdir, drain):
+    def __init__(self, name, port, logdir, drain):
         self.name, self.port, self.drain = name, port, drain
-        self.database_url, self.logdir = database_url, logdir
+        self.logdir = logdir
         self.proc = None
 
-    def start(self, version, binary, config):
+    def start(self, version, binary, config, database_url, **settings):
         env = dict(
             os.environ,
-            DATABASE_URL=self.database_url,
+            **settings,
+            DATABASE_URL=database_url,
             ROCKET_CONFIG=config,
             ROCKET_ADDRESS="127.0.0.1",
             ROCKET_PORT=str(self.port),
@@ -304,14 +310,21 @@ def main():
     psql(server_url, f"CREATE DATABASE {database}")
     url = with_database(server_url, database)
     os.makedirs(args.workdir, exist_ok=True)
-    replicas, haproxy, load = [], None, None
+    replicas, haproxy, load, bouncer = [], None, None, None
     try:
+        # The new binary's request pool goes through PgBouncer in transaction mode, without
+        # prepared statements, as in the Kubernetes topology. The previous release predates that
+        # setting and cannot run behind a transaction pooler, so it connects directly. Migrations
+        # always go over the direct URL.
+        bouncer = PgBouncer(server_url, tempfile.mkdtemp(prefix="rolling-pgbouncer-"))
+        pooled = bouncer.url(database)
+        log(f"PgBouncer (transaction pooling, 2 server connections) on 127.0.0.1:{bouncer.port}")
         migrate(args.old, url, "run")
         replicas = [
-            Replica(f"r{n}", free_port(), url, args.workdir, args.drain) for n in (1, 2, 3)
+            Replica(f"r{n}", free_port(), args.workdir, args.drain) for n in (1, 2, 3)
         ]
         for replica in replicas:
-            replica.start("old", args.old, args.old_config)
+            replica.start("old", args.old, args.old_config, url)
         haproxy = Haproxy(replicas, args.workdir)
         for replica in replicas:
             haproxy.wait_for(replica.name, "UP", 60)
@@ -351,7 +364,8 @@ def main():
                     load.fail(f"{replica.name}: the old binary exited {status} on SIGTERM")
                 if not haproxy_saw_down.is_set():
                     load.fail(f"{replica.name}: HAProxy did not take it out while it drained")
-                replica.start("new", args.new, args.new_config)
+                replica.start("new", args.new, args.new_config, pooled,
+                              ROCKET_PREPARED_STATEMENTS="false")
                 haproxy.wait_for(replica.name, "UP", 30)
                 log(f"{replica.name}: the new binary is UP")
             load.send_email.set()
@@ -373,7 +387,14 @@ def main():
                 proc.wait(timeout=args.drain + 20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if bouncer is not None:
+            bouncer.stop()
     problems = list(load.failures)
+    logins = bouncer.logins(database)
+    shutil.rmtree(bouncer.dir, ignore_errors=True)
+    log(f"PgBouncer logged {logins} client connections to {database}")
+    if not args.negative_control and logins == 0:
+        problems.append("no replica connected through PgBouncer")
     try:
         problems += missing_writes(url, load.acknowledged)
     except RuntimeError as err:
