@@ -109,6 +109,24 @@ pg_database_url() {
   echo "${base%/*}/$2${1#"$base"}"
 }
 
+# Splits a postgres://user:password@host:port/database?params URL into PG_URL_USER,
+# PG_URL_PASSWORD, PG_URL_HOST, PG_URL_PORT (5432 when absent) and PG_URL_PATH (database and
+# parameters).
+# shellcheck disable=SC2034 # set for the caller
+pg_parse_url() {
+  local rest=${1#*://} credentials address
+  credentials=${rest%%@*}
+  PG_URL_USER=${credentials%%:*}
+  PG_URL_PASSWORD=${credentials#*:}
+  [ "$PG_URL_PASSWORD" != "$credentials" ] || PG_URL_PASSWORD=
+  address=${rest#*@}
+  address=${address%%/*}
+  PG_URL_HOST=${address%%:*}
+  PG_URL_PORT=${address##*:}
+  [ "$PG_URL_PORT" != "$address" ] || PG_URL_PORT=5432
+  PG_URL_PATH=${rest#*/}
+}
+
 # The end of a cluster's log, for error messages.
 pg_log_tail() {
   tail -n 20 "$1/server.log" >&2 2>/dev/null || true

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Runs a command with DATABASE_URL pointing through a PgBouncer of its own, in transaction pooling
-# mode, in front of the server DATABASE_URL names (same role, password and database), and with
-# ROCKET_PREPARED_STATEMENTS=false and ROCKET_MIGRATE_ON_START=false, as a replica behind a pooler
-# runs; PgBouncer stops with the command. The settings are those the tests use (README, "Behind
-# PgBouncer"). Needs Debian's pgbouncer.
+# Runs a command with DATABASE_URL pointing through a PgBouncer of its own (scripts/pgbouncer.sh:
+# transaction pooling, in front of the server DATABASE_URL names, same role, password and
+# database), and with ROCKET_PREPARED_STATEMENTS=false and ROCKET_MIGRATE_ON_START=false, as a
+# replica behind a pooler runs; PgBouncer stops with the command.
 #
 #   DATABASE_URL=postgres://user1:password1@127.0.0.1:5439/database1 \
 #     scripts/with-pgbouncer.sh target/release/students-api
@@ -14,25 +13,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 [ $# -gt 0 ] || die "usage: $0 COMMAND [ARGS...]"
 : "${DATABASE_URL:?set DATABASE_URL to the PostgreSQL server to pool}"
-bouncer_bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
-[ -x "$bouncer_bin" ] || die "pgbouncer is missing: sudo apt-get install pgbouncer"
-
-# postgres://user:password@host:port/database?params
-rest=${DATABASE_URL#*://}
-credentials=${rest%%@*}
-user=${credentials%%:*}
-password=${credentials#*:}
-[ "$password" != "$credentials" ] || password=
-address=${rest#*@}
-address=${address%%/*}
-host=${address%%:*}
-port=${address##*:}
-[ "$port" != "$address" ] || port=5432
-database=${rest#*/}
-database=${database%%\?*}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/students-pgbouncer.XXXXXX")
-chmod 755 "$work"
 bouncer=
 command_pid=
 cleanup() {
@@ -48,32 +30,7 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 listen=$(free_port)
-printf '"%s" "%s"\n' "$user" "$password" >"$work/userlist.txt"
-cat >"$work/pgbouncer.ini" <<INI
-[databases]
-* = host=$host port=$port
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $listen
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = ${PGBOUNCER_POOL_SIZE:-2}
-max_client_conn = 500
-ignore_startup_parameters = extra_float_digits
-INI
-chmod 644 "$work/userlist.txt" "$work/pgbouncer.ini"
-
-# As the account PostgreSQL runs as when this is root (PgBouncer refuses root); setpriv execs, so
-# $bouncer is PgBouncer's own pid.
-pg_pick_user
-if [ "$(id -u)" -eq 0 ]; then
-  setpriv --reuid="$PG_USER" --regid="$(id -g "$PG_USER")" --init-groups \
-    "$bouncer_bin" "$work/pgbouncer.ini" >"$work/pgbouncer.log" 2>&1 &
-else
-  "$bouncer_bin" "$work/pgbouncer.ini" >"$work/pgbouncer.log" 2>&1 &
-fi
+"$root/scripts/pgbouncer.sh" "$DATABASE_URL" "$listen" "$work" >"$work/pgbouncer.log" 2>&1 &
 bouncer=$!
 for _ in $(seq 1 200); do
   port_in_use "$listen" && break
@@ -82,7 +39,8 @@ for _ in $(seq 1 200); do
 done
 port_in_use "$listen" || die "pgbouncer did not listen on 127.0.0.1:$listen"
 
-DATABASE_URL="postgres://$credentials@127.0.0.1:$listen/$database" \
+pg_parse_url "$DATABASE_URL"
+DATABASE_URL="postgres://$PG_URL_USER:$PG_URL_PASSWORD@127.0.0.1:$listen/$PG_URL_PATH" \
   ROCKET_PREPARED_STATEMENTS=false ROCKET_MIGRATE_ON_START=false "$@" &
 command_pid=$!
 wait "$command_pid"

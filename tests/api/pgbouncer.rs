@@ -4,6 +4,7 @@
 //! fast 503s; with diesel's prepared statements kept (the negative control) the same load fails.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -261,7 +262,7 @@ fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged
     let mut bouncer = PgBouncer::start(&db);
     let service = replica(&bouncer, false, POOL_TIMEOUT_SECS);
     let port = service.port;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..8)
         .map(|worker| {
@@ -269,7 +270,7 @@ fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged
             thread::spawn(move || {
                 // Bounded in count as well as by the test's own clock.
                 for n in 0..5_000 {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     let body = json!({"first_name": format!("R{worker}x{n}"), "last_name": "L", "major": "Restart"});
@@ -290,7 +291,7 @@ fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged
     bouncer.resume();
     let up = Instant::now();
     thread::sleep(Duration::from_secs(3));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.join().unwrap();
     }

@@ -4,8 +4,6 @@ HTTP request, a load loop bounded in time and in count, and PgBouncer. Standard 
 import http.client
 import json
 import os
-import pwd
-import shutil
 import socket
 import subprocess
 import threading
@@ -130,39 +128,16 @@ class Load:
 
 
 class PgBouncer:
-    """Debian's PgBouncer in transaction pooling mode on a free loopback port, in front of the
-    server of `server_url` (every database on it, as its role), with `server_connections` server
-    connections per database. Run as the account PostgreSQL runs as when this is root (PgBouncer
-    refuses root): PG_RUN_AS, else `postgres`, else `nobody`."""
+    """PgBouncer in transaction pooling mode on a free loopback port, in front of the server of
+    `server_url` (every database on it, as its role), with `server_connections` server
+    connections per database: scripts/pgbouncer.sh writes its configuration into `workdir` and
+    execs it, so `proc` is PgBouncer itself."""
+
+    SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "pgbouncer.sh")
 
     def __init__(self, server_url, workdir, server_connections=2):
-        parts = urllib.parse.urlsplit(server_url)
         self.server_url, self.port, self.proc = server_url, free_port(), None
-        self.dir = workdir
-        os.makedirs(workdir, exist_ok=True)
-        auth = os.path.join(workdir, "userlist.txt")
-        with open(auth, "w") as out:
-            out.write(f'"{parts.username}" "{parts.password or ""}"\n')
-        self.ini = os.path.join(workdir, "pgbouncer.ini")
-        with open(self.ini, "w") as out:
-            out.write(
-                "[databases]\n"
-                f"* = host={parts.hostname} port={parts.port or 5432}\n"
-                "[pgbouncer]\n"
-                "listen_addr = 127.0.0.1\n"
-                f"listen_port = {self.port}\n"
-                "unix_socket_dir =\n"
-                "auth_type = scram-sha-256\n"
-                f"auth_file = {auth}\n"
-                "pool_mode = transaction\n"
-                f"default_pool_size = {server_connections}\n"
-                "max_client_conn = 500\n"
-                "ignore_startup_parameters = extra_float_digits\n"
-            )
-        # Readable by the account it runs as; the password is a throwaway server's.
-        os.chmod(workdir, 0o755)
-        for path in (auth, self.ini):
-            os.chmod(path, 0o644)
+        self.dir, self.server_connections = workdir, server_connections
         self.start()
 
     def url(self, database):
@@ -172,17 +147,11 @@ class PgBouncer:
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     def start(self):
-        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        command = [binary, self.ini]
-        if os.geteuid() == 0:
-            account = os.environ.get("PG_RUN_AS") or (
-                "postgres" if _has_account("postgres") else "nobody"
-            )
-            group = pwd.getpwnam(account).pw_gid
-            # setpriv execs: the pid is PgBouncer's own, so stop() stops it.
-            command = ["setpriv", f"--reuid={account}", f"--regid={group}", "--init-groups"] + command
+        os.makedirs(self.dir, exist_ok=True)
         self.log = open(os.path.join(self.dir, "pgbouncer.log"), "ab")
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log,
+        env = dict(os.environ, PGBOUNCER_POOL_SIZE=str(self.server_connections))
+        self.proc = subprocess.Popen([self.SCRIPT, self.server_url, str(self.port), self.dir],
+                                     env=env, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -209,11 +178,3 @@ class PgBouncer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-
-
-def _has_account(name):
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
