@@ -1,10 +1,15 @@
-//! Compiles `migrations/` into the binary: `$OUT_DIR/migrations.rs` holds every folder's
-//! `up.sql` and `down.sql` (through `include_str!`), and from its `metadata.toml` whether it runs
-//! in a transaction (diesel's key) and whether it is a post-deploy step (this project's key, which
-//! diesel ignores). `src/migrate/source.rs` says why this replaces
-//! diesel_migrations' `embed_migrations!`.
+//! Compiles two things into the binary:
+//! - `migrations/`: `$OUT_DIR/migrations.rs` holds every folder's `up.sql` and `down.sql`
+//!   (through `include_str!`), and from its `metadata.toml` whether it runs in a transaction
+//!   (diesel's key) and whether it is a post-deploy step (this project's key, which diesel
+//!   ignores). `src/migrate/source.rs` says why this replaces diesel_migrations'
+//!   `embed_migrations!`.
+//! - `src/schema.rs`, as `diesel print-schema` wrote it: `$OUT_DIR/schema_columns.rs` lists
+//!   every column of every table with its SQL type and nullability, which the service compares
+//!   with the live catalog (`src/migrate/drift.rs`). Read from the file, so the list can never
+//!   fall behind the `table!` declarations the queries are compiled against.
 //!
-//! `rerun-if-changed` makes cargo rebuild when a migration is added or edited, so the binary
+//! `rerun-if-changed` makes cargo rebuild when a migration or the schema changes, so the binary
 //! never serves a stale set.
 
 use std::fmt::Write as _;
@@ -13,6 +18,8 @@ use std::{env, fs};
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=src/schema.rs");
+    schema_columns();
 
     let root = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("migrations");
     let mut folders: Vec<_> = fs::read_dir(&root)
@@ -101,4 +108,75 @@ impl Metadata {
             post_deploy: flag("post_deploy").unwrap_or(false),
         }
     }
+}
+
+/// Writes `$OUT_DIR/schema_columns.rs` from `src/schema.rs`: one `SchemaColumn` per column of
+/// each `diesel::table!`, with the column's SQL name (`#[sql_name]` when it has one).
+fn schema_columns() {
+    let path =
+        Path::new(&env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("src/schema.rs");
+    let text = fs::read_to_string(&path).expect("read src/schema.rs");
+    let fail = |line: usize, what: &str| -> ! {
+        panic!(
+            "src/schema.rs:{}: {what}; regenerate it with `diesel print-schema`",
+            line + 1
+        )
+    };
+    let mut code = String::from("&[\n");
+    let mut table: Option<String> = None;
+    let mut in_columns = false;
+    let mut sql_name: Option<String> = None;
+    for (at, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        if line.starts_with("diesel::table!") || line.starts_with("table!") {
+            table = None;
+            in_columns = false;
+            continue;
+        }
+        if let Some(attribute) = line.strip_prefix("#[") {
+            if let Some(name) = attribute.strip_prefix("sql_name = ") {
+                sql_name = Some(name.trim_end_matches(']').trim_matches('"').to_owned());
+            }
+            continue;
+        }
+        match (&table, in_columns) {
+            (None, false) if line.ends_with('{') && line.contains('(') => {
+                // `student (id) {`, or `schema.student (id) {`
+                let name = line.split('(').next().unwrap_or_default().trim();
+                let name = sql_name.take().unwrap_or_else(|| name.to_owned());
+                table = Some(name);
+                in_columns = true;
+            }
+            (Some(table_name), true) if line.contains("->") => {
+                let (column, sql_type) = line.split_once("->").unwrap();
+                let column = sql_name.take().unwrap_or_else(|| column.trim().to_owned());
+                let sql_type = sql_type.trim().trim_end_matches(',').trim();
+                let (nullable, sql_type) = match sql_type.strip_prefix("Nullable<") {
+                    Some(inner) => (
+                        true,
+                        inner
+                            .strip_suffix('>')
+                            .unwrap_or_else(|| fail(at, "unbalanced Nullable<")),
+                    ),
+                    None => (false, sql_type),
+                };
+                writeln!(
+                    code,
+                    "    SchemaColumn {{ table: {table_name:?}, column: {column:?}, sql_type: {sql_type:?}, nullable: {nullable} }},"
+                )
+                .unwrap();
+            }
+            (Some(_), true) if line.starts_with('}') => {
+                in_columns = false;
+            }
+            (_, false) => {} // `}` closing the macro, joinable!, allow_tables_to_appear_in_same_query!
+            _ => fail(at, &format!("cannot read {line:?}")),
+        }
+    }
+    code.push(']');
+    let out = Path::new(&env::var("OUT_DIR").expect("set by cargo")).join("schema_columns.rs");
+    fs::write(out, code).expect("write schema_columns.rs");
 }

@@ -10,6 +10,9 @@
 # `-- contract:` line just above it; this script refuses an ignore without one, and a contract
 # step outside a post-deploy migration (`post_deploy = true` in its metadata.toml). It also checks
 # itself on tests/lint/: the breaking steps must fail, the marked contract step must pass.
+#
+# Last, scripts/check-migration-order.sh reads git for the order migrations were added in, which
+# must be their timestamps' order, and is checked on a throwaway repository that breaks it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +37,7 @@ done
 status=0
 # --exclude replaces .squawk.toml's excluded_rules rather than adding to them, so repeat those.
 drops=ban-drop-table,ban-drop-column,ban-drop-constraint,ban-drop-function,ban-drop-index
-drops+=,require-statement-timeout,prefer-bigint-over-int
+drops+=,require-statement-timeout,require-lock-timeout,prefer-bigint-over-int
 for folder in "${in_transaction[@]}"; do
   squawk "$folder/up.sql" || status=1
   squawk --exclude "$drops" "$folder/down.sql" || status=1
@@ -97,5 +100,32 @@ if ! squawk tests/lint/marked-contract-step.sql >/dev/null; then
   status=1
 fi
 
-[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate refuses what it must"
+# The order migrations were added in, read from git, must be their timestamps' order; and the
+# check refuses a history that breaks it (a throwaway repository with an older-stamped migration
+# committed after a newer one, then the same folder renamed, which it must accept).
+scripts/check-migration-order.sh || status=1
+order_fixture=$(mktemp -d)
+(
+  cd "$order_fixture"
+  git init -q && git config user.email lint@localhost && git config user.name lint
+  add() { mkdir -p "migrations/$1" && echo "SELECT 1;" >"migrations/$1/up.sql" && git add -A && git commit -qm "$1"; }
+  add 2026-01-02-000000-0000_newer
+  add 2026-01-01-000000-0000_merged_late
+) >/dev/null
+if "$root/scripts/check-migration-order.sh" "$order_fixture" 2>/dev/null; then
+  echo "self-check: check-migration-order.sh accepts a migration committed after a newer one" >&2
+  status=1
+fi
+(
+  cd "$order_fixture"
+  git mv migrations/2026-01-01-000000-0000_merged_late migrations/2026-01-03-000000-0000_merged_late
+  git commit -qm rename
+) >/dev/null
+if ! "$root/scripts/check-migration-order.sh" "$order_fixture"; then
+  echo "self-check: check-migration-order.sh refuses a late migration renamed to a newer timestamp" >&2
+  status=1
+fi
+rm -rf "$order_fixture"
+
+[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate and the order check refuse what they must"
 exit "$status"

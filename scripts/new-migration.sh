@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# `diesel migration generate`, then the line this project's transactional migrations start with
-# in both directions (tests/migrations.rs holds every migration to it):
-#
-#   SET LOCAL lock_timeout = '5s';
-#
-# so DDL that waits for a lock gives up after 5 s instead of queueing every request behind it.
-# diesel's generator has no templates, hence this wrapper. Arguments go to the generator:
+# `diesel migration generate`, then a check that the new folder is the newest in migrations/ (a
+# branch that sat unmerged while newer migrations landed must take a fresh timestamp), and a
+# reminder of this project's rules. Arguments go to the generator:
 #
 #   scripts/new-migration.sh add_email
+#
+# No `SET LOCAL lock_timeout` line: the service sets each transactional migration's lock wait
+# itself (`migration_lock_wait`) and retries one that runs out (README, "A team's migration
+# history").
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,21 +27,14 @@ created=$(comm -13 <(echo "$before") <(ls migrations))
 if [ -z "$created" ] || [ "$(echo "$created" | wc -l)" -ne 1 ]; then
   die "cannot tell which folder diesel created in migrations/"
 fi
+newest=$(ls migrations | tail -n 1)
+[ "$newest" = "$created" ] ||
+  die "migrations/$created is older than migrations/$newest: give it a later timestamp"
 
-for file in up.sql down.sql; do
-  path=migrations/$created/$file
-  [ -f "$path" ] || continue
-  {
-    echo "SET LOCAL lock_timeout = '5s';"
-    echo
-    cat "$path"
-  } >"$path.new"
-  mv "$path.new" "$path"
-done
-cat <<EOF
-Added the lock_timeout line to both files of migrations/$created.
-Write the change in up.sql and its undoing in down.sql, below that line; then run
-\`diesel migration run\` and \`diesel migration redo\`. A migration that cannot run in a
-transaction (CREATE INDEX CONCURRENTLY) has a metadata.toml instead, as
-migrations/*_index_student_major does.
-EOF
+cat <<EOT
+Created migrations/$created.
+Write the change in up.sql and its undoing in down.sql; then run \`diesel migration run\` and
+\`diesel migration redo\`. Leave lock_timeout to the service: it waits migration_lock_wait for
+each lock and retries. A migration that cannot run in a transaction (CREATE INDEX CONCURRENTLY)
+has a metadata.toml instead, as migrations/*_index_student_major does.
+EOT

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::migrate::{
-    ApplyTarget, Checksum, MIGRATIONS, MigrateError, MigrationStatus, Migrator, PostDeploy,
-    RevertTarget,
+    ApplyTarget, Checksum, MIGRATIONS, MigrateError, MigrationStatus, Migrator, Order, PostDeploy,
+    RevertTarget, Unready,
 };
 use crate::settings::{self, Settings};
 
@@ -40,7 +40,8 @@ pub enum Command {
 pub enum MigrateCommand {
     /// Every migration, applied or pending, with when it was applied and whether its checksum
     /// matches (Alembic's `history` and `current`). Exit status 1 when an applied migration was
-    /// edited or is missing from this binary, as with `verify`; pending ones are not an error.
+    /// edited or is missing from this binary, or a pending one is out of order, as with
+    /// `verify`; pending ones are not an error otherwise.
     Status,
     /// Apply pending migrations: all, or up to and including --to (Alembic's `upgrade`).
     Run {
@@ -51,6 +52,10 @@ pub enum MigrateCommand {
         /// before it rolls out the binary; `migrate run` after the rollout applies the rest.
         #[arg(long)]
         skip_post_deploy: bool,
+        /// Apply pending migrations older than the newest applied one, which is refused
+        /// otherwise: only once you have checked that they do not depend on what came after.
+        #[arg(long)]
+        allow_out_of_order: bool,
     },
     /// Revert applied migrations, newest first (Alembic's `downgrade`); the last one by default.
     Revert(RevertArgs),
@@ -65,7 +70,8 @@ pub enum MigrateCommand {
         #[arg(long)]
         down: bool,
     },
-    /// Check applied migrations against this binary, saying what to do about each mismatch;
+    /// Check applied migrations against this binary, and the live schema against the one its
+    /// queries were compiled against (src/schema.rs), saying what to do about each mismatch;
     /// exit status 1 on any.
     Verify,
 }
@@ -136,8 +142,8 @@ pub fn migrate(command: &MigrateCommand) -> ExitCode {
 
 fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let settings = Settings::from_figment(settings::figment())?;
-    let lock_timeout = settings.service.migration_lock_timeout.into();
-    let mut migrator = Migrator::connect(settings.database_url(), MIGRATIONS, lock_timeout)?;
+    let waits = settings.service.migration_waits();
+    let mut migrator = Migrator::connect(settings.database_url(), MIGRATIONS, waits)?;
     match command {
         MigrateCommand::Status => {
             let problems = print_status(&mut migrator)?;
@@ -152,13 +158,18 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
         MigrateCommand::Run {
             to,
             skip_post_deploy,
+            allow_out_of_order,
         } => {
             let post_deploy = match skip_post_deploy {
                 true => PostDeploy::Skip,
                 false => PostDeploy::Apply,
             };
+            let order = match allow_out_of_order {
+                true => Order::AllowOutOfOrder,
+                false => Order::InOrder,
+            };
             let target = MigrateCommand::apply_target(to);
-            report("applied", migrator.run(&target, post_deploy)?)
+            report("applied", migrator.run(&target, post_deploy, order)?)
         }
         MigrateCommand::Revert(args) => report("reverted", migrator.revert(&args.target())?),
         MigrateCommand::Redo(args) => report("redid", migrator.redo(&args.target())?),
@@ -174,10 +185,20 @@ fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error:
             for problem in problems.iter().filter_map(|row| row.problem()) {
                 println!("MISMATCH {problem}");
             }
-            if !problems.is_empty() {
+            // Pending and out-of-order migrations are reported above, or are no mismatch.
+            let drift = match migrator.readiness()? {
+                Some(Unready::Drift(drift)) => drift,
+                _ => Vec::new(),
+            };
+            for drift in &drift {
+                println!("DRIFT {drift}");
+            }
+            if !problems.is_empty() || !drift.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("ok: every applied migration matches this binary");
+            println!(
+                "ok: every applied migration matches this binary, and so does the live schema"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -261,12 +282,15 @@ fn print_status(migrator: &mut Migrator) -> Result<Vec<String>, MigrateError> {
             (Some(_), Checksum::MissingFromBinary { .. }) => "unknown",
             (Some(_), _) => "applied",
         };
-        let checksum = match &row.checksum {
-            Checksum::NotApplied => "-".to_owned(),
-            Checksum::Verified => "ok".to_owned(),
-            Checksum::Unrecorded => "not recorded yet".to_owned(),
-            Checksum::Changed(files) => format!("CHANGED: {}", files.join(", ")),
-            Checksum::MissingFromBinary { .. } => "MISSING from this binary".to_owned(),
+        let checksum = match (&row.checksum, &row.out_of_order) {
+            (_, Some(newest)) => format!("- (OUT OF ORDER: older than {newest})"),
+            (checksum, None) => match checksum {
+                Checksum::NotApplied => "-".to_owned(),
+                Checksum::Verified => "ok".to_owned(),
+                Checksum::Unrecorded => "not recorded yet".to_owned(),
+                Checksum::Changed(files) => format!("CHANGED: {}", files.join(", ")),
+                Checksum::MissingFromBinary { .. } => "MISSING from this binary".to_owned(),
+            },
         };
         let applied_on = row
             .applied_on

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::db::{self, Pool};
 use crate::drain::Draining;
 use crate::http::{ApiError, ErrorBody};
-use crate::migrate::{self, MIGRATIONS};
+use crate::migrate::{self, MIGRATIONS, SCHEMA};
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Probes", |rocket| async {
@@ -40,15 +40,16 @@ pub fn health() -> Json<ProbeAnswer> {
     Json(ProbeAnswer { status: "ok" })
 }
 
-/// Readiness: the instance is not shutting down, the database answers and its schema has every
-/// migration this binary embeds, post-deploy ones aside.
+/// Readiness: the instance is not shutting down, the database answers, its schema has every
+/// migration this binary embeds (post-deploy ones aside) with none pending out of order, and
+/// every column this binary queries is there as `src/schema.rs` declares it.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "health",
     responses(
         (status = 200, description = "Ready to serve", body = ProbeAnswer),
-        (status = 503, description = "The database is unreachable, migrations this binary needs are pending, or the instance is shutting down (the detail says which)", body = ErrorBody,
+        (status = 503, description = "The database is unreachable, migrations this binary needs are pending, a pending migration is out of order, the live schema has drifted from this binary's, or the instance is shutting down (the detail says which)", body = ErrorBody,
             headers(("Retry-After" = i32, description = "Seconds to wait"))),
     )
 )]
@@ -62,20 +63,8 @@ pub async fn ready(
             "Shutting down: this instance is draining; send requests to another".to_owned(),
         ));
     }
-    let pending = db::run(pool, |conn| migrate::pending(conn, MIGRATIONS)).await?;
-    // A pending post-deploy migration is a contract step this binary serves without; it is
-    // applied after every replica runs this binary, so waiting for it here would keep the new
-    // replicas of a rolling upgrade out of service for good.
-    let required: Vec<&str> = (pending.iter())
-        .filter(|migration| !migration.post_deploy)
-        .map(|migration| migration.name)
-        .collect();
-    if required.is_empty() {
-        Ok(Json(ProbeAnswer { status: "ready" }))
-    } else {
-        Err(ApiError::NotReady(format!(
-            "Migrations pending: {}",
-            required.join(", ")
-        )))
+    match db::run(pool, |conn| migrate::readiness(conn, MIGRATIONS, SCHEMA)).await? {
+        None => Ok(Json(ProbeAnswer { status: "ready" })),
+        Some(unready) => Err(ApiError::NotReady(unready.to_string())),
     }
 }

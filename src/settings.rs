@@ -19,6 +19,8 @@ use rocket::figment::{self, Figment};
 use rocket::serde::Deserialize;
 use rocket::{Build, Rocket};
 
+use crate::migrate::Waits;
+
 /// Name of the database in Rocket's `databases` table; `Rocket.toml` configures
 /// `[default.databases.students]`.
 pub const DATABASE: &str = "students";
@@ -63,6 +65,13 @@ pub struct ServiceSettings {
     pub migrate_on_start: bool,
     /// How long to wait for another process's migration to finish before giving up.
     pub migration_lock_timeout: Seconds,
+    /// How long each attempt of a transactional migration waits for a table lock
+    /// (`lock_timeout`) before it is rolled back and tried again. Every request that needs the
+    /// table queues behind a waiting `ALTER`, so this bounds how long traffic stalls.
+    pub migration_lock_wait: Seconds,
+    /// How long a migration keeps retrying its lock waits before it fails; also the bound on a
+    /// non-transactional migration's one wait (`CREATE INDEX CONCURRENTLY`).
+    pub migration_lock_budget: Seconds,
     /// How long to keep retrying, at start, a database that does not answer yet (it is often
     /// still starting when the service does) before exiting with an error.
     pub database_wait: Seconds,
@@ -79,11 +88,24 @@ pub struct ServiceSettings {
     pub prepared_statements: bool,
 }
 
+impl ServiceSettings {
+    /// What the migrator waits for, and how long.
+    pub fn migration_waits(&self) -> Waits {
+        Waits {
+            migration_lock: self.migration_lock_timeout.into(),
+            table_lock: self.migration_lock_wait.into(),
+            budget: self.migration_lock_budget.into(),
+        }
+    }
+}
+
 impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             migrate_on_start: true,
             migration_lock_timeout: Seconds(300),
+            migration_lock_wait: Seconds(1),
+            migration_lock_budget: Seconds(60),
             database_wait: Seconds(30),
             shutdown_drain: Seconds(0),
             access_log: AccessLogFormat::Text,
@@ -197,14 +219,15 @@ impl Settings {
             config: pool.extract().map_err(invalid)?,
             min_idle: pool.extract_inner("min_idle").map_err(invalid)?,
         };
-        // r2d2 panics on either being 0.
+        // r2d2 panics on either pool key being 0; a `lock_timeout` of 0 waits for ever.
         for (key, value) in [
-            ("pool_size", pool.config.pool_size),
-            ("timeout", pool.config.timeout.into()),
+            (pool_key("pool_size"), pool.config.pool_size.into()),
+            (pool_key("timeout"), pool.config.timeout.into()),
+            ("migration_lock_wait".into(), service.migration_lock_wait.0),
         ] {
             if value == 0 {
                 return Err(SettingsError {
-                    key: pool_key(key),
+                    key,
                     problem: "0; it must be at least 1".to_owned(),
                 });
             }

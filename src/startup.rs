@@ -13,7 +13,8 @@ use rocket::{Build, Rocket};
 use crate::db::Pool;
 use crate::drain::{self, Draining};
 use crate::migrate::{
-    self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, PostDeploy,
+    self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, Order, PostDeploy, SCHEMA,
+    Unready,
 };
 use crate::settings::Settings;
 
@@ -77,44 +78,60 @@ async fn open_pool(rocket: Rocket<Build>) -> (Rocket<Build>, Result<Pool, String
     .expect("opening the pool does not panic")
 }
 
-/// Waits for the database and applies pending migrations (unless `migrate_on_start` is off);
-/// whether the service may start. Failures are logged with their cause.
+/// Waits for the database, applies pending migrations (unless `migrate_on_start` is off), then
+/// checks that this binary can serve the schema; whether the service may start. A binary whose
+/// migrations are pending (a release's migration step still to run) or out of order starts, and
+/// `/ready` says why it is not ready; one whose schema has drifted does not. Failures are logged
+/// with their cause.
 async fn migrate(settings: Settings, migrations: Migrations) -> bool {
     let Settings { service, pool, .. } = settings;
     // Diesel is synchronous: connect and migrate on a blocking thread.
     let outcome = spawn_blocking(move || {
-        let conn = wait_for_database(&pool.config.url, service.database_wait.into())
-            .map_err(MigrateError::Connect)?;
+        let url = &pool.config.url;
+        let mut conn =
+            wait_for_database(url, service.database_wait.into()).map_err(MigrateError::Connect)?;
         if !service.migrate_on_start {
-            return Ok(None);
+            let unready = migrate::readiness(&mut conn, migrations, SCHEMA)?;
+            return Ok((None, unready));
         }
-        let lock_timeout = service.migration_lock_timeout.into();
-        Migrator::with_connection(conn, migrations, lock_timeout)?
-            .run(&ApplyTarget::All, PostDeploy::Apply)
-            .map(Some)
+        let mut migrator =
+            Migrator::with_connection(conn, url, migrations, service.migration_waits())?;
+        let applied = migrator.run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)?;
+        Ok((Some(applied), migrator.readiness()?))
     })
     .await;
 
-    match outcome {
-        Ok(Ok(None)) => {
+    let unready = match outcome {
+        Ok(Ok((None, unready))) => {
             log::info!("migrate_on_start is off: not applying migrations");
-            true
+            unready
         }
-        Ok(Ok(Some(applied))) if applied.is_empty() => {
-            log::info!("database schema is up to date: no pending migrations");
-            true
-        }
-        Ok(Ok(Some(applied))) => {
-            log::info!("applied {} pending migration(s)", applied.len());
-            true
+        Ok(Ok((Some(applied), unready))) => {
+            match applied.len() {
+                0 => log::info!("database schema is up to date: no pending migrations"),
+                n => log::info!("applied {n} pending migration(s)"),
+            }
+            unready
         }
         Ok(Err(err)) => {
+            let err: MigrateError = err;
             log::error!("{err}; the service will not start");
-            false
+            return false;
         }
         Err(err) => {
             log::error!("the migration task did not finish: {err}");
+            return false;
+        }
+    };
+    match unready {
+        None => true,
+        Some(drift @ Unready::Drift(_)) => {
+            log::error!("{drift}; the service will not start");
             false
+        }
+        Some(unready) => {
+            log::warn!("{unready}; serving, and /ready answers 503 until that changes");
+            true
         }
     }
 }

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable, Text};
 
 use super::Direction;
-use super::source::{EmbeddedMigration, Migrations};
+use super::source::EmbeddedMigration;
 
 diesel::table! {
     /// diesel's own table, as its `MigrationConnection::setup` creates it.
@@ -61,20 +61,6 @@ pub fn applied(conn: &mut PgConnection) -> QueryResult<Vec<(String, NaiveDateTim
         true => table.order(version).load(conn),
         false => Ok(Vec::new()),
     }
-}
-
-/// The migrations of `set` the database has not applied, oldest first. Takes no lock, so a
-/// readiness probe never waits for a running migration.
-pub fn pending(
-    conn: &mut PgConnection,
-    set: Migrations,
-) -> QueryResult<Vec<&'static EmbeddedMigration>> {
-    let applied: Vec<String> = applied(conn)?.into_iter().map(|(v, _)| v).collect();
-    let pending = set
-        .0
-        .iter()
-        .filter(|migration| !applied.contains(&migration.version()));
-    Ok(pending.collect())
 }
 
 /// What was recorded when a migration was applied.

@@ -4,7 +4,7 @@
 //! `pending_migrations`, `run_next_migration` and `revert_last_migration` choose what runs, through
 //! [`apply`] and [`revert`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::migration::{self, CREATE_MIGRATIONS_TABLE, Migration, MigrationVersion};
@@ -12,6 +12,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_migrations::{MigrationError, MigrationHarness};
 
+use super::waits::{self, Blocked, LockBudgetSpent, Waits, Watcher};
 use super::{
     ApplyTarget, Direction, EmbeddedMigration, MigrateError, Migrations, PostDeploy, RevertTarget,
     bookkeeping,
@@ -116,6 +117,26 @@ pub fn revert<H: MigrationHarness<Pg>>(
 pub struct Harness<'a> {
     pub conn: &'a mut PgConnection,
     pub set: Migrations,
+    pub waits: Waits,
+    pub watcher: &'a mut Watcher,
+}
+
+/// Applies (or reverts) `migration` through diesel's own harness, then records (or forgets) its
+/// checksums.
+fn run_step(
+    conn: &mut PgConnection,
+    migration: &dyn Migration<Pg>,
+    direction: Direction,
+    checksums: &str,
+) -> migration::Result<()> {
+    match direction {
+        Direction::Up => conn.run_migration(migration)?,
+        Direction::Down => conn.revert_migration(migration)?,
+    };
+    // The checksum table is created (or given its newer columns) here, when a migration is
+    // really applied or reverted, not each time diesel lists the applied ones.
+    conn.batch_execute(&format!("{}\n{checksums}", bookkeeping::CREATE_CHECKSUMS))?;
+    Ok(())
 }
 
 impl Harness<'_> {
@@ -126,33 +147,117 @@ impl Harness<'_> {
         direction: Direction,
     ) -> migration::Result<MigrationVersion<'static>> {
         let embedded = embedded(self.set, migration)?;
-        let version = migration.name().version().as_owned();
-        let checksums = bookkeeping::checksums_sql(embedded, direction);
         let (doing, done) = match direction {
             Direction::Up => ("applying", "applied"),
             Direction::Down => ("reverting", "reverted"),
         };
         log::info!("{doing} migration {embedded}");
         let started = Instant::now();
-        let step = |conn: &mut PgConnection| -> migration::Result<_> {
-            match direction {
-                Direction::Up => conn.run_migration(migration)?,
-                Direction::Down => conn.revert_migration(migration)?,
-            };
-            // The checksum table is created (or given its newer columns) here, when a migration is
-            // really applied or reverted, not each time diesel lists the applied ones.
-            conn.batch_execute(&format!("{}\n{checksums}", bookkeeping::CREATE_CHECKSUMS))?;
-            Ok(version)
-        };
-        // In a transaction of its own, diesel's transaction around the migration becomes a
-        // savepoint: the checksums commit with diesel's row, or neither does.
-        let version = match embedded.run_in_transaction {
-            true => self.conn.transaction(step),
-            false => step(self.conn),
-        }?;
+        match embedded.run_in_transaction {
+            true => self.in_transaction(migration, embedded, direction)?,
+            false => self.outside_transaction(migration, embedded, direction)?,
+        }
         let took = started.elapsed().as_millis();
         log::info!("{done} migration {embedded} in {took} ms");
-        Ok(version)
+        Ok(migration.name().version().as_owned())
+    }
+
+    /// Each attempt is one transaction that waits at most `migration_lock_wait` for any lock; one
+    /// that timed out is rolled back whole and tried again after a pause, until the budget is
+    /// spent. In a transaction of its own, diesel's transaction around the migration becomes a
+    /// savepoint: the checksums commit with diesel's row, or neither does.
+    fn in_transaction(
+        &mut self,
+        migration: &dyn Migration<Pg>,
+        embedded: &EmbeddedMigration,
+        direction: Direction,
+    ) -> migration::Result<()> {
+        let Waits {
+            table_lock, budget, ..
+        } = self.waits;
+        let checksums = bookkeeping::checksums_sql(embedded, direction);
+        let set_wait = format!(
+            "SET LOCAL lock_timeout = {}",
+            waits::lock_timeout_literal(table_lock)
+        );
+        let pid = waits::backend_pid(self.conn)?;
+        let first = Instant::now();
+        for attempt in 1.. {
+            let conn = &mut *self.conn;
+            let (outcome, blocker) = waits::watched(
+                self.watcher.connection(),
+                pid,
+                waits::poll_interval(table_lock),
+                || {
+                    conn.transaction(|conn| {
+                        // First, so that the migration's own `SET LOCAL lock_timeout`, in the
+                        // files applied before this setting existed, still wins.
+                        conn.batch_execute(&set_wait)?;
+                        run_step(conn, migration, direction, &checksums)
+                    })
+                },
+            );
+            let err = match outcome {
+                Ok(()) => return Ok(()),
+                Err(err) if waits::is_lock_timeout(err.as_ref()) => err,
+                Err(err) => return Err(err),
+            };
+            let spent = first.elapsed();
+            if spent >= budget {
+                return Err(Box::new(LockBudgetSpent {
+                    attempts: attempt,
+                    budget,
+                    blocker,
+                    last: err,
+                }));
+            }
+            let pause = waits::backoff(attempt).min(budget - spent);
+            let who = match &blocker {
+                Some(blocker) => blocker.to_string(),
+                None => "the session in its way had gone before it could be named".to_owned(),
+            };
+            log::warn!(
+                "migration {embedded}: attempt {attempt} gave up waiting for a lock: {who}; rolled                  back so that traffic flows, trying again in {} ms ({:.1} s of the {} s                  migration_lock_budget spent)",
+                pause.as_millis(),
+                spent.as_secs_f32(),
+                budget.as_secs()
+            );
+            std::thread::sleep(pause);
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// A migration outside a transaction (`CREATE INDEX CONCURRENTLY`) cannot be retried: what
+    /// it did before failing stays done. Its waits stall no traffic, since its locks let reads
+    /// and writes through, so it gets one wait as long as the whole budget, and a failure names
+    /// the session in its way.
+    fn outside_transaction(
+        &mut self,
+        migration: &dyn Migration<Pg>,
+        embedded: &EmbeddedMigration,
+        direction: Direction,
+    ) -> migration::Result<()> {
+        let wait: Duration = self.waits.budget.max(self.waits.table_lock);
+        let checksums = bookkeeping::checksums_sql(embedded, direction);
+        let pid = waits::backend_pid(self.conn)?;
+        self.conn.batch_execute(&format!(
+            "SET lock_timeout = {}",
+            waits::lock_timeout_literal(wait)
+        ))?;
+        let conn = &mut *self.conn;
+        let (outcome, blocker) = waits::watched(
+            self.watcher.connection(),
+            pid,
+            waits::poll_interval(wait),
+            || run_step(conn, migration, direction, &checksums),
+        );
+        self.conn.batch_execute("RESET lock_timeout")?;
+        match (outcome, blocker) {
+            (Err(last), Some(blocker)) if waits::is_lock_timeout(last.as_ref()) => {
+                Err(Box::new(Blocked { blocker, last }))
+            }
+            (outcome, _) => outcome,
+        }
     }
 }
 
@@ -182,6 +287,7 @@ impl MigrationHarness<Pg> for Harness<'_> {
 pub struct Script {
     set: Migrations,
     direction: Direction,
+    waits: Waits,
     sql: String,
     /// Newest first.
     applied: Vec<MigrationVersion<'static>>,
@@ -193,12 +299,14 @@ impl Script {
         conn: &mut PgConnection,
         set: Migrations,
         direction: Direction,
+        waits: Waits,
     ) -> Result<Self, MigrateError> {
         let applied = bookkeeping::applied(conn)?.into_iter().rev();
         let applied = applied.map(|(version, _)| version.into()).collect();
         Ok(Script {
             set,
             direction,
+            waits,
             sql: String::new(),
             applied,
         })
@@ -230,11 +338,22 @@ impl Script {
                 (embedded.down).ok_or(MigrationError::NoMigrationRevertFile)?,
             ),
         };
+        // The lock waits the service sets; psql does not retry one that runs out.
         let (begin, commit) = match embedded.run_in_transaction {
-            true => ("BEGIN;\n", "COMMIT;\n"),
+            true => (
+                format!(
+                    "BEGIN;\nSET LOCAL lock_timeout = {}; -- migration_lock_wait\n",
+                    waits::lock_timeout_literal(self.waits.table_lock)
+                ),
+                "COMMIT;\n",
+            ),
             false => (
-                "-- (outside a transaction: metadata.toml says run_in_transaction = false)\n",
-                "",
+                format!(
+                    "-- (outside a transaction: metadata.toml says run_in_transaction = false)\n\
+                     SET lock_timeout = {}; -- migration_lock_budget\n",
+                    waits::lock_timeout_literal(self.waits.budget.max(self.waits.table_lock))
+                ),
+                "RESET lock_timeout;\n",
             ),
         };
         let diesel_row = bookkeeping::diesel_sql(embedded, direction);

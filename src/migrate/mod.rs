@@ -5,22 +5,31 @@
 //! - a SHA-256 of each migration's `up.sql` and `down.sql`, recorded with diesel's own
 //!   bookkeeping row, so a migration edited after it ran, or one missing from the binary, stops
 //!   the service instead of silently diverging;
+//! - a refusal to apply a migration older than one already applied, as a branch merged late
+//!   would have it, unless asked to ([`Order`]);
+//! - short lock waits, retried, that name the session in the way ([`waits`]);
+//! - a check of the live schema against `src/schema.rs` ([`drift`], [`readiness`]);
 //! - targets (`--to VERSION`, `-n N`, `--all`) and the SQL printed instead of run.
 
 mod bookkeeping;
+mod drift;
 mod harness;
 mod lock;
+mod readiness;
 mod source;
+mod waits;
 
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-pub use bookkeeping::{Recorded, Recording, applied, pending, recorded};
+pub use bookkeeping::{Recorded, Recording, applied, recorded};
+pub use drift::{Drift, SCHEMA, SchemaColumn};
 pub use lock::LOCK_KEY;
+pub use readiness::{Unready, readiness};
 pub use source::{EmbeddedMigration, MIGRATIONS, Migrations};
+pub use waits::{Blocker, Waits};
 
 use harness::{Harness, Script};
 
@@ -58,6 +67,11 @@ pub enum MigrateError {
         .0.iter().filter_map(MigrationStatus::problem).collect::<Vec<_>>().join("; ")
     )]
     Verification(Vec<MigrationStatus>),
+    #[error(
+        "refusing to apply migrations out of order, so nothing was applied: {}",
+        .0.iter().filter_map(MigrationStatus::problem).collect::<Vec<_>>().join("; ")
+    )]
+    OutOfOrder(Vec<MigrationStatus>),
     #[error(
         "migration {needed}, which this binary needs, comes after {} still pending: an earlier \
          release's contract steps were never applied. Once no replica of a release before them \
@@ -100,6 +114,8 @@ pub struct MigrationStatus {
     pub post_deploy: bool,
     pub applied_on: Option<NaiveDateTime>,
     pub checksum: Checksum,
+    /// Pending, though this newer migration (its label) is applied.
+    pub out_of_order: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +158,9 @@ impl MigrationStatus {
 
     /// What makes this migration and the binary disagree, and what to do about it, if anything.
     pub fn problem(&self) -> Option<String> {
+        if let Some(newest) = &self.out_of_order {
+            return Some(readiness::out_of_order(self.label(), newest));
+        }
         let applied_on = self.applied_on?.format("%Y-%m-%d %H:%M:%S");
         let label = self.label();
         match &self.checksum {
@@ -194,6 +213,16 @@ pub enum Direction {
     Down,
 }
 
+/// Whether `run` may apply a pending migration older than the newest applied one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Refuse it, before applying anything: a migration merged from a branch after newer ones
+    /// ran was never tried against what they changed.
+    InOrder,
+    /// `--allow-out-of-order`: apply it, on purpose.
+    AllowOutOfOrder,
+}
+
 /// Which applied migrations `revert` undoes, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevertTarget {
@@ -209,6 +238,9 @@ pub enum RevertTarget {
 pub struct Migrator {
     conn: PgConnection,
     set: Migrations,
+    waits: Waits,
+    /// Opens the second connection that watches for sessions in a migration's way.
+    watcher: waits::Watcher,
 }
 
 impl Drop for Migrator {
@@ -219,21 +251,29 @@ impl Drop for Migrator {
 }
 
 impl Migrator {
-    /// Connects to `url` and takes the migration lock, waiting up to `lock_timeout` for another
-    /// process to finish migrating.
-    pub fn connect(url: &str, set: Migrations, wait: Duration) -> Result<Self, MigrateError> {
+    /// Connects to `url` and takes the migration lock, waiting up to `waits.migration_lock` for
+    /// another process to finish migrating.
+    pub fn connect(url: &str, set: Migrations, waits: Waits) -> Result<Self, MigrateError> {
         let conn = PgConnection::establish(url).map_err(MigrateError::Connect)?;
-        Self::with_connection(conn, set, wait)
+        Self::with_connection(conn, url, set, waits)
     }
 
-    /// [`Migrator::connect`] over a connection already established (and not from a pool).
+    /// [`Migrator::connect`] over a connection to `url` already established (and not from a
+    /// pool).
     pub fn with_connection(
         mut conn: PgConnection,
+        url: &str,
         set: Migrations,
-        wait: Duration,
+        waits: Waits,
     ) -> Result<Self, MigrateError> {
+        let wait = waits.migration_lock;
         match lock::acquire(&mut conn, wait)? {
-            true => Ok(Migrator { conn, set }),
+            true => Ok(Migrator {
+                conn,
+                set,
+                waits,
+                watcher: waits::Watcher::new(url),
+            }),
             false => Err(MigrateError::LockTimeout(wait.as_secs())),
         }
     }
@@ -266,6 +306,7 @@ impl Migrator {
                     post_deploy: migration.post_deploy,
                     applied_on,
                     checksum,
+                    out_of_order: None,
                 }
             })
             .collect();
@@ -287,9 +328,20 @@ impl Migrator {
                     folder,
                     binary_newest,
                 },
+                out_of_order: None,
             }
         }));
         rows.sort_by(|a, b| a.version.cmp(&b.version));
+        let newest = rows.iter().rev().find(|row| row.applied_on.is_some());
+        if let Some((version, label)) =
+            newest.map(|row| (row.version.clone(), row.label().to_owned()))
+        {
+            for row in rows.iter_mut().filter(|row| row.applied_on.is_none()) {
+                if row.version < version {
+                    row.out_of_order = Some(label.clone());
+                }
+            }
+        }
         Ok(rows)
     }
 
@@ -300,15 +352,21 @@ impl Migrator {
         Ok(rows)
     }
 
-    /// Fails on any problem [`Migrator::verify`] finds; then records the checksums of applied
-    /// migrations that have none. Every command that changes the schema starts with this.
-    fn check_and_adopt(&mut self) -> Result<(), MigrateError> {
+    /// Fails on any problem [`Migrator::verify`] finds, out-of-order migrations aside when
+    /// `order` allows them; then records the checksums of applied migrations that have none.
+    /// Every command that changes the schema starts with this.
+    fn check_and_adopt(&mut self, order: Order) -> Result<(), MigrateError> {
         let (problems, rows): (Vec<MigrationStatus>, Vec<MigrationStatus>) = self
             .status()?
             .into_iter()
             .partition(|row| row.problem().is_some());
+        let (early, problems): (Vec<_>, Vec<_>) =
+            (problems.into_iter()).partition(|row| row.out_of_order.is_some());
         if !problems.is_empty() {
             return Err(MigrateError::Verification(problems));
+        }
+        if !early.is_empty() && order == Order::InOrder {
+            return Err(MigrateError::OutOfOrder(early));
         }
         for row in rows {
             if let (Checksum::Unrecorded, Some(migration)) =
@@ -324,46 +382,67 @@ impl Migrator {
     /// Applies pending migrations as `target` and `post_deploy` say, each in its own
     /// transaction together with its bookkeeping; stops at the first failure, and with
     /// `PostDeploy::Skip` before the first post-deploy migration (failing if one this binary
-    /// needs is behind it). Returns the names of those applied.
+    /// needs is behind it). Refuses, before applying anything, a pending migration older than
+    /// the newest applied one unless `order` allows it. Returns the names of those applied.
     pub fn run(
         &mut self,
         target: &ApplyTarget,
         post_deploy: PostDeploy,
+        order: Order,
     ) -> Result<Vec<&'static str>, MigrateError> {
-        self.check_and_adopt()?;
+        self.check_and_adopt(order)?;
         let set = self.set;
         harness::apply(&mut self.harness(), set, target, post_deploy)
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction together with its
-    /// bookkeeping. Returns the names of those reverted.
+    /// bookkeeping. Returns the names of those reverted. An out-of-order pending migration does
+    /// not stop it: reverting the newer ones is one way to put it back in order.
     pub fn revert(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
-        self.check_and_adopt()?;
+        self.revert_checked(target, Order::AllowOutOfOrder)
+    }
+
+    fn revert_checked(
+        &mut self,
+        target: &RevertTarget,
+        order: Order,
+    ) -> Result<Vec<&'static str>, MigrateError> {
+        self.check_and_adopt(order)?;
         let set = self.set;
         harness::revert(&mut self.harness(), set, target)
     }
 
     /// Reverts, then applies again exactly the migrations it reverted: proof that each
-    /// `down.sql` undoes its `up.sql` well enough for `up.sql` to run again.
+    /// `down.sql` undoes its `up.sql` well enough for `up.sql` to run again. Refuses first, as
+    /// `run` does, when a pending migration is out of order.
     pub fn redo(&mut self, target: &RevertTarget) -> Result<Vec<&'static str>, MigrateError> {
-        match self.revert(target)?.first() {
+        match self.revert_checked(target, Order::InOrder)?.first() {
             // Reverted newest first, so the first is where applying again stops.
-            Some(newest) => self.run(&ApplyTarget::Through((*newest).into()), PostDeploy::Apply),
+            Some(newest) => self.run(
+                &ApplyTarget::Through((*newest).into()),
+                PostDeploy::Apply,
+                Order::InOrder,
+            ),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Whether this binary can serve the database as it now is (see [`readiness`]).
+    pub fn readiness(&mut self) -> Result<Option<Unready>, MigrateError> {
+        Ok(readiness(&mut self.conn, self.set, SCHEMA)?)
     }
 
     /// The SQL `run` would execute for `target`, bookkeeping included, without executing it: a
     /// script for `psql`.
     pub fn apply_sql(&mut self, target: &ApplyTarget) -> Result<String, MigrateError> {
-        let mut script = Script::new(&mut self.conn, self.set, Direction::Up)?;
+        let mut script = Script::new(&mut self.conn, self.set, Direction::Up, self.waits)?;
         harness::apply(&mut script, self.set, target, PostDeploy::Apply)?;
         Ok(script.into_sql())
     }
 
     /// The SQL `revert` would execute for `target`, without executing it.
     pub fn revert_sql(&mut self, target: &RevertTarget) -> Result<String, MigrateError> {
-        let mut script = Script::new(&mut self.conn, self.set, Direction::Down)?;
+        let mut script = Script::new(&mut self.conn, self.set, Direction::Down, self.waits)?;
         harness::revert(&mut script, self.set, target)?;
         Ok(script.into_sql())
     }
@@ -372,6 +451,8 @@ impl Migrator {
         Harness {
             conn: &mut self.conn,
             set: self.set,
+            waits: self.waits,
+            watcher: &mut self.watcher,
         }
     }
 }

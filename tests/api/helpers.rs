@@ -18,7 +18,7 @@ use rocket::local::blocking::{Client, LocalResponse};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use students_api::migrate::{
-    self, ApplyTarget, EmbeddedMigration, MIGRATIONS, Migrator, PostDeploy,
+    self, ApplyTarget, EmbeddedMigration, MIGRATIONS, Migrator, Order, PostDeploy, Waits,
 };
 use students_api::settings::DATABASE;
 
@@ -155,10 +155,15 @@ fn template() -> &'static str {
             sql_query(format!("CREATE DATABASE {building}"))
                 .execute(&mut admin)
                 .unwrap_or_else(|err| panic!("cannot create {building}: {err}"));
-            let wait = std::time::Duration::from_secs(30);
-            Migrator::connect(&database_url(&admin_url, &building), MIGRATIONS, wait)
-                .and_then(|mut migrator| migrator.run(&ApplyTarget::All, PostDeploy::Apply))
-                .unwrap_or_else(|err| panic!("cannot migrate the template: {err}"));
+            Migrator::connect(
+                &database_url(&admin_url, &building),
+                MIGRATIONS,
+                Waits::default(),
+            )
+            .and_then(|mut migrator| {
+                migrator.run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
+            })
+            .unwrap_or_else(|err| panic!("cannot migrate the template: {err}"));
             for statement in [
                 format!("ALTER DATABASE {building} RENAME TO {name}"),
                 format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"),

@@ -7,7 +7,9 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
-use students_api::migrate::{ApplyTarget, LOCK_KEY, MIGRATIONS, Migrator, PostDeploy};
+use students_api::migrate::{
+    ApplyTarget, LOCK_KEY, MIGRATIONS, Migrator, Order, PostDeploy, Waits,
+};
 
 use crate::helpers::{FILES, TestDb, applied_versions, client};
 use crate::process::{Ran, Service, binary, free_port, migrate};
@@ -128,11 +130,11 @@ fn a_migration_re_applied_by_another_tool_is_adopted_again_not_reported_as_chang
     conn.revert_last_migration(MIGRATIONS).unwrap();
     conn.run_pending_migrations(MIGRATIONS).unwrap();
 
-    let mut migrator = Migrator::connect(db.url(), MIGRATIONS, Duration::from_secs(10)).unwrap();
+    let mut migrator = Migrator::connect(db.url(), MIGRATIONS, Waits::default()).unwrap();
     assert!(migrator.verify().unwrap().is_empty());
     assert!(
         migrator
-            .run(&ApplyTarget::All, PostDeploy::Apply)
+            .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
             .unwrap()
             .is_empty()
     );

@@ -2,14 +2,12 @@
 //! exactly once, and every one of them can be reverted exactly (in the spirit of pytest-alembic's
 //! built-in tests: single head, upgrade, up/down consistency, stairway).
 
-use std::time::Duration;
-
 use diesel::prelude::*;
 use rocket::http::Status;
 use serde_json::{Value, json};
 use students_api::migrate::{
-    ApplyTarget, EmbeddedMigration, MIGRATIONS, MigrateError, Migrations, Migrator, PostDeploy,
-    RevertTarget,
+    ApplyTarget, EmbeddedMigration, MIGRATIONS, MigrateError, Migrations, Migrator, Order,
+    PostDeploy, RevertTarget, Waits,
 };
 use students_api::schema::student;
 
@@ -19,7 +17,7 @@ use crate::helpers::{
 };
 
 fn migrator(db: &TestDb, set: Migrations) -> Migrator {
-    Migrator::connect(db.url(), set, Duration::from_secs(30)).expect("connect and lock")
+    Migrator::connect(db.url(), set, Waits::default()).expect("connect and lock")
 }
 
 /// Up to and including the migration named `name`.
@@ -74,24 +72,36 @@ fn migration_versions_are_unique_and_increasing_and_every_folder_has_up_and_down
     );
 }
 
+/// The newest migration written before the harness set each one's lock wait. It and those before
+/// it keep their own `SET LOCAL lock_timeout = '5s'`: they are checksummed, so they stay as
+/// applied.
+const LAST_WITH_ITS_OWN_LOCK_TIMEOUT: &str = "2026-11-29-224556-0000_validate_student_email_check";
+
 #[test]
-fn every_transactional_migration_sets_a_lock_timeout_in_both_directions() {
+fn migrations_leave_the_lock_wait_to_the_harness_except_those_applied_before_it_did() {
     for migration in FILES {
-        if !migration.run_in_transaction {
-            continue;
-        }
         let files = [
             ("up.sql", migration.up),
             ("down.sql", migration.down.unwrap_or("")),
         ];
         for (file, text) in files {
-            assert!(
-                text.lines()
-                    .any(|line| line.trim_start().starts_with("SET LOCAL lock_timeout")),
-                "{}/{file} sets no lock_timeout: start it with `SET LOCAL lock_timeout = '5s';` \
-                 (scripts/new-migration.sh writes that line)",
-                migration.name
-            );
+            let sets_it = text
+                .lines()
+                .any(|line| line.trim_start().starts_with("SET LOCAL lock_timeout"));
+            if migration.name > LAST_WITH_ITS_OWN_LOCK_TIMEOUT {
+                assert!(
+                    !sets_it,
+                    "{}/{file} sets its own lock_timeout, which would replace the short, retried \
+                     wait the service gives it (migration_lock_wait): remove the line",
+                    migration.name
+                );
+            } else if migration.run_in_transaction {
+                assert!(
+                    sets_it,
+                    "{}/{file} lost its lock_timeout line",
+                    migration.name
+                );
+            }
         }
     }
 }
@@ -125,7 +135,7 @@ fn running_the_migrations_again_is_a_no_op() {
     let before = applied_versions(&mut conn);
 
     let applied = migrator(&db, MIGRATIONS)
-        .run(&ApplyTarget::All, PostDeploy::Apply)
+        .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
         .expect("migrate again");
     assert!(applied.is_empty(), "re-applied {applied:?}");
     // A second start over the same database must not seed twice either.
@@ -147,7 +157,9 @@ fn each_migration_up_then_down_restores_the_schema_exactly_and_can_go_up_again()
     for migration in FILES {
         let before = schema_dump(&mut conn);
         let up = through(migration.name);
-        let applied = migrator.run(&up, PostDeploy::Apply).expect("up");
+        let applied = migrator
+            .run(&up, PostDeploy::Apply, Order::InOrder)
+            .expect("up");
         assert_eq!(
             applied,
             [migration.name],
@@ -163,7 +175,9 @@ fn each_migration_up_then_down_restores_the_schema_exactly_and_can_go_up_again()
             migration.name
         );
 
-        migrator.run(&up, PostDeploy::Apply).expect("up again");
+        migrator
+            .run(&up, PostDeploy::Apply, Order::InOrder)
+            .expect("up again");
     }
     assert_eq!(applied_versions(&mut conn).len(), FILES.len());
 }
@@ -269,7 +283,7 @@ fn a_failing_migration_is_named_and_leaves_the_database_at_the_version_before_it
     let mut conn = db.connect();
 
     let err = (migrator(&db, BROKEN))
-        .run(&ApplyTarget::All, PostDeploy::Apply)
+        .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
         .unwrap_err();
 
     assert!(matches!(err, MigrateError::Failed { .. }), "{err:?}");
@@ -316,7 +330,7 @@ fn skipping_post_deploy_migrations_that_hold_back_a_needed_one_is_an_error_sayin
     let mut conn = db.connect();
 
     let err = migrator(&db, CONTRACT_THEN_EXPAND)
-        .run(&ApplyTarget::All, PostDeploy::Skip)
+        .run(&ApplyTarget::All, PostDeploy::Skip, Order::InOrder)
         .unwrap_err();
 
     assert!(
@@ -338,10 +352,13 @@ fn skipping_post_deploy_migrations_that_hold_back_a_needed_one_is_an_error_sayin
         .run(
             &through("2020-01-02-000000-0000_drop_legacy"),
             PostDeploy::Apply,
+            Order::InOrder,
         )
         .unwrap();
     assert_eq!(
-        migrator.run(&ApplyTarget::All, PostDeploy::Skip).unwrap(),
+        migrator
+            .run(&ApplyTarget::All, PostDeploy::Skip, Order::InOrder)
+            .unwrap(),
         ["2020-01-03-000000-0000_add_label"]
     );
 }
