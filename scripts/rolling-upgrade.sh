@@ -54,5 +54,5 @@ if [ "${1:-}" != --negative-control ]; then
   echo "== rolling upgrade: expand, replace the replicas one by one, contract"
   run --workdir "$work/run"
 fi
-echo "== negative control: a column renamed in one step must fail the same checks"
+echo "== negative control: a column renamed in one step must fail the same checks and turn every replica unready"
 run --workdir "$work/negative-control" --negative-control

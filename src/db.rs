@@ -261,10 +261,7 @@ impl Poolable for PgConn {
         let pool = &settings.pool;
         let manager = PgManager {
             manager: ConnectionManager::new(&pool.config.url),
-            statements: match settings.service.prepared_statements {
-                true => CacheSize::Unbounded,
-                false => CacheSize::Disabled,
-            },
+            statements: settings.service.statement_cache(),
         };
         Ok(r2d2::Pool::builder()
             .max_size(pool.config.pool_size)

@@ -15,6 +15,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
+use diesel::connection::CacheSize;
 use rocket::figment::{self, Figment};
 use rocket::serde::Deserialize;
 use rocket::{Build, Rocket};
@@ -84,11 +85,20 @@ pub struct ServiceSettings {
     /// per connection). Off behind a transaction pooler without prepared-statement support
     /// (PgBouncer before 1.21, or without `max_prepared_statements`), which hands a connection's
     /// statements to whichever client comes next; diesel then sends every query unnamed, in one
-    /// round trip. The migrator's direct connection keeps them either way.
+    /// round trip. The start-up's own connection follows it too, since it may come through
+    /// the same URL; the `migrate` subcommands' direct connection keeps them.
     pub prepared_statements: bool,
 }
 
 impl ServiceSettings {
+    /// diesel's statement cache for connections made with the pool's URL.
+    pub fn statement_cache(&self) -> CacheSize {
+        match self.prepared_statements {
+            true => CacheSize::Unbounded,
+            false => CacheSize::Disabled,
+        }
+    }
+
     /// What the migrator waits for, and how long.
     pub fn migration_waits(&self) -> Waits {
         Waits {

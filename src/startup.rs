@@ -90,6 +90,9 @@ async fn migrate(settings: Settings, migrations: Migrations) -> bool {
         let url = &pool.config.url;
         let mut conn =
             wait_for_database(url, service.database_wait.into()).map_err(MigrateError::Connect)?;
+        // The pool's URL may lead through a transaction pooler, which mixes named statements
+        // of different clients.
+        conn.set_prepared_statement_cache_size(service.statement_cache());
         if !service.migrate_on_start {
             let unready = migrate::readiness(&mut conn, migrations, SCHEMA)?;
             return Ok((None, unready));

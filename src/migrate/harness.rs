@@ -217,7 +217,9 @@ impl Harness<'_> {
                 None => "the session in its way had gone before it could be named".to_owned(),
             };
             log::warn!(
-                "migration {embedded}: attempt {attempt} gave up waiting for a lock: {who}; rolled                  back so that traffic flows, trying again in {} ms ({:.1} s of the {} s                  migration_lock_budget spent)",
+                "migration {embedded}: attempt {attempt} gave up waiting for a lock: {who}; rolled \
+                 back so that traffic flows, trying again in {} ms ({:.1} s of the {} s \
+                 migration_lock_budget spent)",
                 pause.as_millis(),
                 spent.as_secs_f32(),
                 budget.as_secs()

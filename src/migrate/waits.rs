@@ -160,8 +160,11 @@ impl fmt::Display for LockBudgetSpent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "it could not take its locks in {} attempts over {} s (migration_lock_budget): ",
-            self.attempts,
+            "it could not take its locks in {} over {} s (migration_lock_budget): ",
+            match self.attempts {
+                1 => "1 attempt".to_owned(),
+                n => format!("{n} attempts"),
+            },
             self.budget.as_secs()
         )?;
         match &self.blocker {

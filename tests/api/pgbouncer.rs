@@ -356,3 +356,19 @@ fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged
         .collect();
     assert_eq!(missing_writes(&db, &acknowledged), Vec::<String>::new());
 }
+
+#[test]
+fn replicas_started_one_after_another_through_pgbouncer_each_check_the_schema_and_serve() {
+    // Each start reads the catalog over the pool's URL; with prepared statements left on, the
+    // second start met the first's statement on the same server connection and refused to start.
+    let db = TestDb::migrated();
+    let bouncer = PgBouncer::start(&db);
+    for start in 1..=3 {
+        let client = client_with(through(&db, &bouncer));
+        assert_eq!(
+            get_json(&client, "/ready"),
+            (Status::Ok, json!({"status": "ready"})),
+            "start {start}"
+        );
+    }
+}

@@ -16,8 +16,10 @@ load:
 It passes when clients saw no answer but 2xx and no connection error, no request took longer than
 --latency-bound, and every acknowledged write is in the table as acknowledged.
 
-With --negative-control, step 1 is a backward-incompatible migration instead (a column renamed
-in one step), and the run passes only if those same checks fail: proof that they can.
+With --negative-control, the three replicas run the new binary and step 1 is a
+backward-incompatible migration instead (a column renamed in one step). The run passes only if
+those same checks fail, proof that they can, and if every replica turns unready on the drifted
+schema, so that HAProxy takes it out.
 
 Only the standard library, so it runs wherever python3 does.
 """
@@ -311,6 +313,7 @@ def main():
     url = with_database(server_url, database)
     os.makedirs(args.workdir, exist_ok=True)
     replicas, haproxy, load, bouncer = [], None, None, None
+    stayed_ready = []
     try:
         # The new binary's request pool goes through PgBouncer in transaction mode, without
         # prepared statements, as in the Kubernetes topology. The previous release predates that
@@ -319,12 +322,16 @@ def main():
         bouncer = PgBouncer(server_url, tempfile.mkdtemp(prefix="rolling-pgbouncer-"))
         pooled = bouncer.url(database)
         log(f"PgBouncer (transaction pooling, 2 server connections) on 127.0.0.1:{bouncer.port}")
-        migrate(args.old, url, "run")
+        # The negative control serves with this binary, whose /ready sees the drift.
+        first, first_config = args.old, args.old_config
+        if args.negative_control:
+            first, first_config = args.new, args.new_config
+        migrate(first, url, "run")
         replicas = [
             Replica(f"r{n}", free_port(), args.workdir, args.drain) for n in (1, 2, 3)
         ]
         for replica in replicas:
-            replica.start("old", args.old, args.old_config, url)
+            replica.start("old", first, first_config, url)
         haproxy = Haproxy(replicas, args.workdir)
         for replica in replicas:
             haproxy.wait_for(replica.name, "UP", 60)
@@ -335,13 +342,19 @@ def main():
         time.sleep(2)
 
         if args.negative_control:
-            log("negative control: renaming student.major in one step, under the old binary")
+            log("negative control: renaming student.major in one step, under the serving binary")
             psql(
                 url,
                 "BEGIN; SET LOCAL lock_timeout = '5s'; "
                 "ALTER TABLE student RENAME COLUMN major TO field_of_study; COMMIT;",
             )
-            time.sleep(3)
+            for replica in replicas:
+                try:
+                    haproxy.wait_for(replica.name, "DOWN", 10)
+                    log(f"{replica.name}: unready on the drifted schema, HAProxy took it out")
+                except RuntimeError as err:
+                    stayed_ready.append(str(err))
+            time.sleep(1)
         else:
             migrate(args.new, url, "run", "--skip-post-deploy")
             time.sleep(1)
@@ -425,7 +438,12 @@ def main():
             log(f"    {problem}")
 
     if args.negative_control:
-        # Failed requests, specifically: what the rename must cause.
+        # Failed requests, specifically: what the rename must cause; and replicas that know it.
+        if stayed_ready:
+            log("FAIL: replicas stayed ready on a schema that breaks their every query:")
+            for line in stayed_ready:
+                log(f"    {line}")
+            return 1
         if load.failures:
             show("negative control: the checks failed, as they must", 5)
             return 0
