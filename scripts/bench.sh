@@ -158,6 +158,12 @@ echo "POST /students" >&2
 measure "POST /students" /students "$post_script"
 ceilings+=("$last_rps|$(pgbench_tps insert "INSERT INTO student (first_name, last_name, major) VALUES ('Bench', 'Writer', 'Load Testing') RETURNING $columns;")")
 
+# Readiness: the applied migrations and the catalog against src/schema.rs, on every probe. No
+# single pgbench query stands for it.
+echo "GET /ready" >&2
+measure "GET /ready (migrations, order and drift checked)" /ready "$get_script"
+ceilings+=("$last_rps|")
+
 echo "Loading $ROWS rows" >&2
 have=$(sql "SELECT count(*) FROM student")
 sql "INSERT INTO student (first_name, last_name, major)

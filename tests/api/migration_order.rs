@@ -122,46 +122,28 @@ fn the_same_migrations_applied_in_order_are_accepted() {
     assert!(!status.stdout.contains("OUT OF ORDER"));
 }
 
-/// Three migrations of their own table, the middle one merged late.
-const A_THEN_C: Migrations = Migrations(&[
-    EmbeddedMigration {
-        name: "2020-01-01-000000-0000_create_thing",
-        up: "CREATE TABLE thing (id int);",
-        down: Some("DROP TABLE thing;"),
-        run_in_transaction: true,
-        post_deploy: false,
-    },
-    EmbeddedMigration {
-        name: "2020-01-03-000000-0000_add_label",
-        up: "ALTER TABLE thing ADD COLUMN label text;",
-        down: Some("ALTER TABLE thing DROP COLUMN label;"),
-        run_in_transaction: true,
-        post_deploy: false,
-    },
-]);
-const WITH_B_MERGED_LATE: Migrations = Migrations(&[
-    EmbeddedMigration {
-        name: "2020-01-01-000000-0000_create_thing",
-        up: "CREATE TABLE thing (id int);",
-        down: Some("DROP TABLE thing;"),
-        run_in_transaction: true,
-        post_deploy: false,
-    },
-    EmbeddedMigration {
-        name: "2020-01-02-000000-0000_add_size",
-        up: "ALTER TABLE thing ADD COLUMN size int;",
-        down: Some("ALTER TABLE thing DROP COLUMN size;"),
-        run_in_transaction: true,
-        post_deploy: false,
-    },
-    EmbeddedMigration {
-        name: "2020-01-03-000000-0000_add_label",
-        up: "ALTER TABLE thing ADD COLUMN label text;",
-        down: Some("ALTER TABLE thing DROP COLUMN label;"),
-        run_in_transaction: true,
-        post_deploy: false,
-    },
-]);
+const CREATE_THING: EmbeddedMigration = EmbeddedMigration {
+    name: "2020-01-01-000000-0000_create_thing",
+    up: "CREATE TABLE thing (id int);",
+    down: Some("DROP TABLE thing;"),
+    run_in_transaction: true,
+    post_deploy: false,
+};
+const ADD_SIZE: EmbeddedMigration = EmbeddedMigration {
+    name: "2020-01-02-000000-0000_add_size",
+    up: "ALTER TABLE thing ADD COLUMN size int;",
+    down: Some("ALTER TABLE thing DROP COLUMN size;"),
+    ..CREATE_THING
+};
+const ADD_LABEL: EmbeddedMigration = EmbeddedMigration {
+    name: "2020-01-03-000000-0000_add_label",
+    up: "ALTER TABLE thing ADD COLUMN label text;",
+    down: Some("ALTER TABLE thing DROP COLUMN label;"),
+    ..CREATE_THING
+};
+/// Two migrations of their own table, applied; then the same with one merged late between them.
+const A_THEN_C: Migrations = Migrations(&[CREATE_THING, ADD_LABEL]);
+const WITH_B_MERGED_LATE: Migrations = Migrations(&[CREATE_THING, ADD_SIZE, ADD_LABEL]);
 
 #[test]
 fn allow_out_of_order_applies_it_on_purpose_and_revert_is_never_refused() {
@@ -181,7 +163,7 @@ fn allow_out_of_order_applies_it_on_purpose_and_revert_is_never_refused() {
     let reverted = migrator(WITH_B_MERGED_LATE)
         .revert(&RevertTarget::Last(1))
         .unwrap();
-    assert_eq!(reverted, ["2020-01-03-000000-0000_add_label"]);
+    assert_eq!(reverted, [ADD_LABEL.name]);
     migrator(A_THEN_C)
         .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
         .unwrap();
@@ -189,6 +171,6 @@ fn allow_out_of_order_applies_it_on_purpose_and_revert_is_never_refused() {
     let applied = migrator(WITH_B_MERGED_LATE)
         .run(&ApplyTarget::All, PostDeploy::Apply, Order::AllowOutOfOrder)
         .unwrap();
-    assert_eq!(applied, ["2020-01-02-000000-0000_add_size"]);
+    assert_eq!(applied, [ADD_SIZE.name]);
     assert_eq!(applied_versions(&mut db.connect()).len(), 3);
 }
