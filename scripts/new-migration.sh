@@ -27,7 +27,8 @@ created=$(comm -13 <(echo "$before") <(ls migrations))
 if [ -z "$created" ] || [ "$(echo "$created" | wc -l)" -ne 1 ]; then
   die "cannot tell which folder diesel created in migrations/"
 fi
-newest=$(ls migrations | tail -n 1)
+newest=$(cd migrations && printf '%s\n' */ | tail -n 1)
+newest=${newest%/}
 [ "$newest" = "$created" ] ||
   die "migrations/$created is older than migrations/$newest: give it a later timestamp"
 
