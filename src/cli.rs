@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::migrate::{
     ApplyTarget, Checksum, MIGRATIONS, MigrateError, MigrationStatus, Migrator, Order, PostDeploy,
-    RevertTarget, Unready,
+    RevertTarget, Unready, Waits,
 };
 use crate::settings::{self, Settings};
 
@@ -142,7 +142,7 @@ pub fn migrate(command: &MigrateCommand) -> ExitCode {
 
 fn run_migrate(command: &MigrateCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let settings = Settings::from_figment(settings::figment())?;
-    let waits = settings.service.migration_waits();
+    let waits = Waits::from(&settings.service);
     let mut migrator = Migrator::connect(settings.database_url(), MIGRATIONS, waits)?;
     match command {
         MigrateCommand::Status => {

@@ -20,8 +20,6 @@ use rocket::figment::{self, Figment};
 use rocket::serde::Deserialize;
 use rocket::{Build, Rocket};
 
-use crate::migrate::Waits;
-
 /// Name of the database in Rocket's `databases` table; `Rocket.toml` configures
 /// `[default.databases.students]`.
 pub const DATABASE: &str = "students";
@@ -96,15 +94,6 @@ impl ServiceSettings {
         match self.prepared_statements {
             true => CacheSize::Unbounded,
             false => CacheSize::Disabled,
-        }
-    }
-
-    /// What the migrator waits for, and how long.
-    pub fn migration_waits(&self) -> Waits {
-        Waits {
-            migration_lock: self.migration_lock_timeout.into(),
-            table_lock: self.migration_lock_wait.into(),
-            budget: self.migration_lock_budget.into(),
         }
     }
 }

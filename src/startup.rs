@@ -14,7 +14,7 @@ use crate::db::Pool;
 use crate::drain::{self, Draining};
 use crate::migrate::{
     self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, Order, PostDeploy, SCHEMA,
-    Unready,
+    Unready, Waits,
 };
 use crate::settings::Settings;
 
@@ -97,8 +97,7 @@ async fn migrate(settings: Settings, migrations: Migrations) -> bool {
             let unready = migrate::readiness(&mut conn, migrations, SCHEMA)?;
             return Ok((None, unready));
         }
-        let mut migrator =
-            Migrator::with_connection(conn, url, migrations, service.migration_waits())?;
+        let mut migrator = Migrator::with_connection(conn, url, migrations, Waits::from(&service))?;
         let applied = migrator.run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)?;
         Ok((Some(applied), migrator.readiness()?))
     })

@@ -17,6 +17,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Double, Integer, Nullable, Text};
 use rand::Rng;
 
+use crate::settings::ServiceSettings;
+
 /// What the migrator waits for, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waits {
@@ -28,10 +30,20 @@ pub struct Waits {
     pub budget: Duration,
 }
 
+impl From<&ServiceSettings> for Waits {
+    fn from(service: &ServiceSettings) -> Self {
+        Waits {
+            migration_lock: service.migration_lock_timeout.into(),
+            table_lock: service.migration_lock_wait.into(),
+            budget: service.migration_lock_budget.into(),
+        }
+    }
+}
+
 impl Default for Waits {
     /// The settings' defaults.
     fn default() -> Self {
-        crate::settings::ServiceSettings::default().migration_waits()
+        Waits::from(&ServiceSettings::default())
     }
 }
 
