@@ -32,9 +32,21 @@ pub fn pool_key(key: &str) -> String {
 /// The configuration the binary runs with.
 pub fn figment() -> Figment {
     with_database_url(
-        rocket::Config::figment(),
+        without_trusted_ip_header(rocket::Config::figment()),
         std::env::var("DATABASE_URL").ok(),
     )
+}
+
+/// `figment` with Rocket's `ip_header` off unless the configuration names one. Rocket's default,
+/// `X-Real-IP`, takes the client's address from a header any client can send, so the access log
+/// would record whatever address a client claims; only behind a proxy that sets the header (the
+/// edge, deploy/haproxy/haproxy.cfg) may it be trusted.
+pub fn without_trusted_ip_header(figment: Figment) -> Figment {
+    let key = rocket::Config::IP_HEADER;
+    match figment.find_metadata(key) {
+        Some(set) if set.name != "rocket::Config::default()" => figment,
+        _ => figment.merge((key, false)),
+    }
 }
 
 /// `figment` with the pool's URL replaced by `database_url` when there is one.
@@ -367,6 +379,18 @@ mod tests {
             assert!(line.contains(value), "{key}: the value is named: {line}");
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn the_client_address_header_is_trusted_only_when_the_configuration_names_one() {
+        let ip_header = |figment: Figment| {
+            let config = rocket::Config::try_from(without_trusted_ip_header(figment)).unwrap();
+            config.ip_header.map(|header| header.to_string())
+        };
+        assert_eq!(ip_header(shipped_rocket_toml()), None);
+        assert_eq!(ip_header(Figment::from(rocket::Config::default())), None);
+        let named = shipped_rocket_toml().merge(("ip_header", "X-Real-IP"));
+        assert_eq!(ip_header(named), Some("X-Real-IP".to_owned()));
     }
 
     #[test]

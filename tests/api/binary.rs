@@ -183,3 +183,35 @@ fn on_sigterm_ready_turns_503_at_once_while_new_requests_are_served_until_the_dr
     let log = service.stop();
     assert!(log.contains("SIGTERM: draining"), "{log}");
 }
+
+/// What the service answers on a new connection that opens with `preface`, within 5 s.
+fn first_bytes_after(port: u16, preface: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(preface).unwrap();
+    let mut answer = vec![0; 64];
+    let read = stream.read(&mut answer).unwrap_or(0);
+    answer.truncate(read);
+    answer
+}
+
+#[test]
+fn cleartext_http2_is_not_spoken_only_http1() {
+    let db = TestDb::migrated();
+    let mut service = Service::start_with(db.url(), &[("ROCKET_LOG_LEVEL", "critical")]);
+    service.wait_until_serving("/health").unwrap();
+
+    // HTTP/2 with prior knowledge: a server that speaks it answers with a SETTINGS frame
+    // (a 9-byte header whose fourth byte, the frame type, is 4).
+    let answer = first_bytes_after(service.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(
+        !(answer.len() >= 9 && answer[3] == 4),
+        "the service answered HTTP/2: {answer:?}"
+    );
+    // The control: the same connection opened with HTTP/1.1 is answered in HTTP/1.1.
+    let answer = first_bytes_after(service.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+}

@@ -217,3 +217,43 @@ fn the_text_access_log_stays_the_default_and_echoes_no_request_id() {
         .dispatch();
     assert_eq!(response.headers().get_one("X-Request-Id"), None);
 }
+
+/// The `client` of the JSON access log line of a request that claimed to come from elsewhere.
+fn logged_client(env: &[(&str, &str)]) -> Value {
+    let db = TestDb::migrated();
+    let mut env = env.to_vec();
+    env.push(("ROCKET_ACCESS_LOG", "json"));
+    let mut service = Service::start_with(db.url(), &env);
+    service.wait_until_serving("/health").unwrap();
+    let claimed = [
+        ("X-Real-IP", "203.0.113.9"),
+        ("X-Request-Id", "claims-an-address"),
+    ];
+    assert_eq!(
+        request_with(service.port, "GET", "/students", &claimed)
+            .unwrap()
+            .0,
+        200
+    );
+    let log = service.stop();
+    let line = (log.lines())
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|object| object["request_id"] == "claims-an-address")
+        .expect(&log);
+    line["client"].clone()
+}
+
+#[test]
+fn the_access_log_records_the_peer_not_the_address_a_client_claims() {
+    assert_eq!(logged_client(&[]), "127.0.0.1");
+}
+
+#[test]
+fn negative_control_with_ip_header_set_the_claimed_address_is_trusted() {
+    // What Rocket does by default, and what a proxy that sets the header needs.
+    assert_eq!(
+        logged_client(&[("ROCKET_IP_HEADER", "X-Real-IP")]),
+        "203.0.113.9"
+    );
+}
