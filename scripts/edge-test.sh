@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The edge test (tests/harness/edge.py): the service behind deploy/haproxy/haproxy.cfg, against a
+# throwaway PostgreSQL: 2,000 clients that never finish their headers, a body sent at 1 byte/s,
+# and the edge's own errors, each with a negative control against the service directly.
+#
+#   scripts/edge-test.sh
+#   SLOW_CLIENTS=500 scripts/edge-test.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+. scripts/lib.sh
+
+command -v haproxy >/dev/null || die "haproxy is missing: sudo apt-get install haproxy"
+command -v psql >/dev/null || die "psql is missing: sudo apt-get install postgresql-client"
+
+cargo build --locked --quiet --bin students-api
+work=$root/target/edge-test
+mkdir -p "$work"
+SERVICE_BIN=$root/target/debug/students-api EDGE_CONFIG=$root/deploy/haproxy/haproxy.cfg \
+  EDGE_WORKDIR=$work scripts/with-throwaway-pg.sh python3 tests/harness/edge.py
