@@ -9,6 +9,7 @@
 #                          toolchain (it must be the version the Dockerfile names)
 #   postgres:15            that base, Debian's postgresql-15 and an entrypoint with the official
 #                          image's POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB contract
+#   haproxy:2.6            that base and Debian's haproxy, laid out as the official image is
 #
 # Stand-ins carry the label org.students-api.stand-in; `docker image rm` them to rebuild. Making
 # the Debian base needs root (debootstrap) and network access to the mirror.
@@ -22,7 +23,8 @@ cd "$root"
 rust_version=$(sed -n 's/^ARG RUST_VERSION=//p' Dockerfile)
 release=$(sed -n 's/^ARG DEBIAN_RELEASE=//p' Dockerfile)
 postgres_image=$(sed -n 's/^ *image: *\(postgres:.*\)$/\1/p' docker-compose.yml)
-if [ -z "$rust_version" ] || [ -z "$release" ] || [ -z "$postgres_image" ]; then
+haproxy_image=$(sed -n 's/^ *image: *\(haproxy:.*\)$/\1/p' docker-compose.yml)
+if [ -z "$rust_version" ] || [ -z "$release" ] || [ -z "$postgres_image" ] || [ -z "$haproxy_image" ]; then
   die "cannot read the base image names from Dockerfile and docker-compose.yml"
 fi
 debian_image=debian:$release-slim
@@ -150,13 +152,20 @@ make_postgres() {
     scripts/docker >/dev/null
 }
 
+make_haproxy() {
+  echo "building a stand-in for $haproxy_image from Debian's haproxy" >&2
+  docker build --network host -q -f scripts/docker/haproxy.Dockerfile -t "$haproxy_image" \
+    scripts/docker >/dev/null
+}
+
 docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd, or see scripts/docker-smoke.sh)"
 
 have "$debian_image" || pull "$debian_image" || make_debian
 have "$rust_image" || pull "$rust_image" || make_rust
 have "$postgres_image" || pull "$postgres_image" || make_postgres
+have "$haproxy_image" || pull "$haproxy_image" || make_haproxy
 
-for image in "$debian_image" "$rust_image" "$postgres_image"; do
+for image in "$debian_image" "$rust_image" "$postgres_image" "$haproxy_image"; do
   standin=$(docker image inspect -f '{{index .Config.Labels "org.students-api.stand-in"}}' "$image")
   printf '%-22s %s\n' "$image" "${standin:+stand-in: }${standin:-pulled from the registry}"
 done

@@ -145,7 +145,8 @@ containers=()
 step "docker-compose up, down -v, up"
 SMOKE_DB_PORT=$(free_port)
 SMOKE_APP_PORT=$(free_port)
-export SMOKE_IMAGE=$image SMOKE_DB_PORT SMOKE_APP_PORT
+SMOKE_EDGE_PORT=$(free_port)
+export SMOKE_IMAGE=$image SMOKE_DB_PORT SMOKE_APP_PORT SMOKE_EDGE_PORT
 # docker-compose.yml with the override laid over it, minus the published ports: host networking
 # refuses them, and an override can only add to a list (Compose v2's `!reset` is not in 1.29).
 docker-compose -f docker-compose.yml -f scripts/docker/compose.smoke.yml config |
@@ -158,7 +159,7 @@ for service in compose["services"].values():
 yaml.safe_dump(compose, sys.stdout)
 ' >"$work/compose.yml"
 compose_up() {
-  "${compose[@]}" up -d --no-build app db >"$work/compose.log" 2>&1 || {
+  "${compose[@]}" up -d --no-build app db edge >"$work/compose.log" 2>&1 || {
     cat "$work/compose.log" >&2
     die "docker-compose up failed"
   }
@@ -168,6 +169,8 @@ compose_up() {
     wait_for 120 is_healthy "$id" || die "compose service $service is not healthy: $(health "$id")"
   done
   echo "app and db healthy"
+  wait_for 30 curl -fsS -o /dev/null "http://127.0.0.1:$SMOKE_EDGE_PORT/ready" ||
+    die "the edge does not answer /ready"
 }
 compose_up
 [ "$(student_count "$SMOKE_APP_PORT")" = 5 ] || die "compose: GET /students did not answer 5 students"
@@ -176,6 +179,15 @@ curl -fsS -o /dev/null -X POST "http://127.0.0.1:$SMOKE_APP_PORT/students" \
   -d '{"first_name": "Ada", "last_name": "Lovelace", "major": "Mathematics"}'
 [ "$(student_count "$SMOKE_APP_PORT")" = 6 ] || die "compose: the POSTed student is not listed"
 echo "compose: 5 seeded students, 6 after a POST"
+[ "$(student_count "$SMOKE_EDGE_PORT")" = 6 ] || die "compose: GET /students through the edge"
+too_big=$(curl -sS -X POST "http://127.0.0.1:$SMOKE_EDGE_PORT/students" \
+  -H 'Content-Type: application/json' -H 'Content-Length: 100000' --data-binary '{}' \
+  -w ' %{http_code} %{content_type}' || true)
+case $too_big in
+  *'"detail"'*' 413 application/json') ;;
+  *) die "compose: the edge did not refuse a 100 kB body with a JSON 413: $too_big" ;;
+esac
+echo "compose: the edge serves /students and refuses a 100 kB body with a JSON 413"
 "${compose[@]}" down -v >/dev/null 2>&1
 echo "compose: down -v"
 compose_up
