@@ -11,6 +11,7 @@ mod cli;
 mod drift;
 mod errors;
 mod health;
+mod least_privilege;
 mod lock_waits;
 mod metrics;
 mod migration_order;
