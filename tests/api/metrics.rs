@@ -4,7 +4,7 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::local::blocking::Client;
 use serde_json::Value;
 
-use crate::helpers::{FILES, TestDb, client};
+use crate::helpers::{FILES, TestDb, client, client_with};
 use crate::process::{Service, request_with};
 
 /// The value of the sample whose name and labels are exactly `series`.
@@ -123,6 +123,32 @@ fn the_pool_the_schema_version_and_the_build_are_reported() {
         Some(0.0)
     );
     assert_eq!(sample(&text, "students_api_pool_timeouts_total"), Some(0.0));
+}
+
+#[test]
+fn without_a_database_a_scrape_answers_well_inside_the_pool_timeout() {
+    // A pool timeout long enough that a scrape waiting for it could not pass.
+    let pool_timeout = 5;
+    let db = TestDb::migrated();
+    let client = client_with(crate::helpers::figment(&db).merge((
+        format!("databases.{}.timeout", students_api::settings::DATABASE),
+        pool_timeout,
+    )));
+    db.refuse_connections();
+    client.get("/students").dispatch(); // breaks the pooled connection
+
+    let started = std::time::Instant::now();
+    let text = scrape(&client);
+    let took = started.elapsed();
+    db.allow_connections();
+    assert!(
+        took < std::time::Duration::from_secs(pool_timeout / 2),
+        "the scrape took {took:?}, as if it waited the {pool_timeout} s pool timeout"
+    );
+    assert!(
+        text.contains("students_api_pool_connections_open"),
+        "{text}"
+    );
 }
 
 #[test]
