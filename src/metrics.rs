@@ -146,10 +146,11 @@ pub fn stage() -> AdHoc {
 /// read would otherwise wait the pool's whole timeout (3 s measured), and the scrape with it.
 const SCHEMA_READ_BOUND: Duration = Duration::from_millis(500);
 
+// (Within SCHEMA_READ_BOUND, in the last sentence below: a `//` note, because the doc comment is
+// the operation's description in the OpenAPI document.)
 /// The Prometheus text exposition of every metric. The schema's version is read from the
 /// database at each scrape (another replica may have migrated since this one started); when the
-/// database does not answer within [`SCHEMA_READ_BOUND`], that one metric is left out rather
-/// than the scrape failing or waiting.
+/// database does not answer, that one metric is left out rather than the scrape failing.
 #[utoipa::path(
     get,
     path = "/metrics",
