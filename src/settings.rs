@@ -95,8 +95,8 @@ pub struct ServiceSettings {
     /// per connection). Off behind a transaction pooler without prepared-statement support
     /// (PgBouncer before 1.21, or without `max_prepared_statements`), which hands a connection's
     /// statements to whichever client comes next; diesel then sends every query unnamed, in one
-    /// round trip. The start-up's own connection follows it too, since it may come through
-    /// the same URL; the `migrate` subcommands' direct connection keeps them.
+    /// round trip. The start-up's own connection never keeps them, since it may come through
+    /// the same URL; the `migrate` subcommands' direct connection always does.
     pub prepared_statements: bool,
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use diesel::connection::CacheSize;
 use diesel::prelude::*;
 use rocket::fairing::AdHoc;
 use rocket::tokio::task::spawn_blocking;
@@ -91,8 +92,9 @@ async fn migrate(settings: Settings, migrations: Migrations) -> bool {
         let mut conn =
             wait_for_database(url, service.database_wait.into()).map_err(MigrateError::Connect)?;
         // The pool's URL may lead through a transaction pooler, which mixes named statements
-        // of different clients.
-        conn.set_prepared_statement_cache_size(service.statement_cache());
+        // of different clients, whatever `prepared_statements` says; and this connection runs
+        // each of its few statements once, so a cache would buy nothing.
+        conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         if !service.migrate_on_start {
             let unready = migrate::readiness(&mut conn, migrations, SCHEMA)?;
             return Ok((None, unready));
