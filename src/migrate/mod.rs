@@ -29,7 +29,7 @@ pub use drift::{Drift, SCHEMA, SchemaColumn};
 pub use lock::LOCK_KEY;
 pub use readiness::{Unready, readiness};
 pub use source::{EmbeddedMigration, MIGRATIONS, Migrations};
-pub use waits::{Blocker, Waits};
+pub use waits::Waits;
 
 use harness::{Harness, Script};
 
