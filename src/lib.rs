@@ -4,6 +4,7 @@
 //! [`build`] assembles the whole service from a [`Figment`], so the binary and the tests start
 //! exactly the same thing and differ only in the configuration they pass.
 
+pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod drain;
@@ -23,7 +24,7 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 /// The service, ready to ignite: the start-up stage (settings, database, migrations, pool,
-/// drain), the student resource, the probes, the OpenAPI document with Swagger UI, the JSON error
+/// drain), access control, the student resource, the probes, the OpenAPI document with Swagger UI, the JSON error
 /// catchers, the metrics and the access log. The settings are read from `figment` at ignition,
 /// unless the caller already manages them.
 pub fn build(figment: Figment) -> Rocket<Build> {
@@ -32,6 +33,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
     let figment = figment.merge(("shutdown.signals", Vec::<String>::new()));
     rocket::custom(figment)
         .attach(startup::stage())
+        .attach(auth::stage())
         .attach(timing::RequestTiming)
         .attach(students::stage())
         .attach(health::stage())

@@ -34,8 +34,11 @@ impl Log for Logger {
         let indented = target.ends_with('_');
         // What Rocket says about each request (its line, the route matched, the outcome, the
         // catcher used) is the access line's job; its own failures are not indented.
-        let per_request =
-            target.starts_with("rocket::server") && (indented || record.level() == Level::Info);
+        // So is what the routes' generated code says about a guard that refused a request (a
+        // 401 without a token, say): logged at `warn` under this crate's name, once per request.
+        let per_request = (target.starts_with("rocket::server")
+            && (indented || record.level() == Level::Info))
+            || (indented && target.starts_with(env!("CARGO_CRATE_NAME")));
         let chatty = ["hyper", "rustls", "r2d2"]
             .iter()
             .any(|noisy| target.starts_with(noisy));

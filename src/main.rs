@@ -1,4 +1,4 @@
-//! Reads `.env`, then either serves (no subcommand) or runs a `migrate` subcommand.
+//! Reads `.env`, then either serves (no subcommand) or runs a subcommand.
 
 use std::process::ExitCode;
 
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Serve) => serve(),
         Some(Command::Migrate(command)) => students_api::cli::migrate(&command),
+        Some(Command::Token(command)) => students_api::cli::token(&command),
         Some(Command::Healthcheck) => students_api::cli::healthcheck(),
     }
 }

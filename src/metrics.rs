@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -15,6 +14,7 @@ use rocket::http::{ContentType, Method};
 use rocket::tokio::time::timeout;
 use rocket::{Orbit, Request, Response, Rocket, State, get, routes};
 
+use crate::auth::{CanScrape, Refused, SCRAPE_WAIT};
 use crate::db::{self, Pool};
 use crate::migrate::{self, MIGRATIONS};
 use crate::timing;
@@ -142,11 +142,7 @@ pub fn stage() -> AdHoc {
     })
 }
 
-/// How long a scrape waits for the schema's version: while the database does not answer, the
-/// read would otherwise wait the pool's whole timeout (3 s measured), and the scrape with it.
-const SCHEMA_READ_BOUND: Duration = Duration::from_millis(500);
-
-// (Within SCHEMA_READ_BOUND, in the last sentence below: a `//` note, because the doc comment is
+// (Within SCRAPE_WAIT, in the last sentence below: a `//` note, because the doc comment is
 // the operation's description in the OpenAPI document.)
 /// The Prometheus text exposition of every metric. The schema's version is read from the
 /// database at each scrape (another replica may have migrated since this one started); when the
@@ -155,11 +151,19 @@ const SCHEMA_READ_BOUND: Duration = Duration::from_millis(500);
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Every metric, in Prometheus' text exposition format 0.0.4", body = String, content_type = "text/plain"))
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every metric, in Prometheus' text exposition format 0.0.4", body = String, content_type = "text/plain"),
+        Refused,
+    )
 )]
 #[get("/metrics")]
-pub async fn metrics(metrics: &State<Metrics>, pool: &State<Pool>) -> (ContentType, String) {
-    let newest = timeout(SCHEMA_READ_BOUND, db::run(pool, migrate::applied)).await;
+pub async fn metrics(
+    _can: CanScrape,
+    metrics: &State<Metrics>,
+    pool: &State<Pool>,
+) -> (ContentType, String) {
+    let newest = timeout(SCRAPE_WAIT, db::run(pool, migrate::applied)).await;
     let _scrape = metrics
         .scrape
         .lock()
@@ -208,7 +212,9 @@ struct RequestMetrics {
 }
 
 /// The statuses the service answers, each with a slot for its counter.
-const STATUSES: [u16; 12] = [200, 201, 204, 400, 404, 405, 413, 415, 422, 500, 503, 304];
+const STATUSES: [u16; 14] = [
+    200, 201, 204, 400, 401, 403, 404, 405, 413, 415, 422, 500, 503, 304,
+];
 
 #[derive(Default)]
 struct RouteSeries {

@@ -14,10 +14,10 @@ use rocket::http::uri::Origin;
 use rocket::response::Redirect;
 use rocket::serde::json::Json;
 use rocket::{Responder, State, get, routes, uri};
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 
-use crate::{health, metrics, students};
+use crate::{auth, health, metrics, students};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use crate::{health, metrics, students};
         health::ready,
         metrics::metrics,
     ),
+    modifiers(&BearerScheme),
     tags(
         (name = "students", description = "The student resource"),
         (name = "health", description = "Liveness and readiness probes"),
@@ -43,6 +44,17 @@ use crate::{health, metrics, students};
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the bearer scheme the operations' `security` names ([`auth::SCHEME`]), which Swagger
+/// UI's Authorize button then offers.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(auth::SCHEME, auth::security_scheme());
+    }
+}
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("OpenAPI", |rocket| async {

@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_token (id) {
+        id -> Int4,
+        name -> Text,
+        scope -> Text,
+        sha256 -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     student (id) {
         id -> Int4,
         first_name -> Text,
@@ -11,3 +23,5 @@ diesel::table! {
         email -> Nullable<Text>,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(api_token, student,);

@@ -98,6 +98,9 @@ pub struct ServiceSettings {
     /// round trip. The start-up's own connection never keeps them, since it may come through
     /// the same URL; the `migrate` subcommands' direct connection always does.
     pub prepared_statements: bool,
+    /// Whether students can be read without a token. Writes always need one of scope
+    /// `students`, and `/metrics` one of either scope; off, reads need a `students` one too.
+    pub public_reads: bool,
 }
 
 impl ServiceSettings {
@@ -121,6 +124,7 @@ impl Default for ServiceSettings {
             shutdown_drain: Seconds(0),
             access_log: AccessLogFormat::Text,
             prepared_statements: true,
+            public_reads: true,
         }
     }
 }

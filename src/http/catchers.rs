@@ -5,7 +5,7 @@ use rocket::http::{Header, Method, Status};
 use rocket::response::{self, Responder};
 use rocket::{Catcher, Request, catch, catchers};
 
-use super::error::message;
+use super::error::{message, take_refusal};
 
 pub fn catchers() -> Vec<Catcher> {
     catchers![bad_request, not_found, any_status]
@@ -54,8 +54,12 @@ fn bad_request(request: &Request<'_>) -> Caught {
     Caught(message(Status::BadRequest, "Bad Request", request))
 }
 
+/// Also a request guard's refusal (a 401 without a token, say), answered as its error says.
 #[catch(default)]
 fn any_status(status: Status, request: &Request<'_>) -> Caught {
+    if let Some(err) = take_refusal(request) {
+        return Caught(err.respond_to(request));
+    }
     Caught(message(status, status.reason_lossy(), request))
 }
 

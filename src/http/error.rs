@@ -5,10 +5,12 @@
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
+use std::sync::Mutex;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use rocket::Request;
 use rocket::http::{Header, Status};
+use rocket::request::Outcome;
 use rocket::response::{self, Responder, Response};
 use rocket::serde::Serialize;
 use rocket::serde::json::Json;
@@ -112,6 +114,18 @@ pub enum ApiError {
     NotReady(String),
     #[error("unexpected database error")]
     Internal(#[source] DieselError),
+    /// No usable credentials: 401, with `challenge` as `WWW-Authenticate`.
+    #[error("{detail}")]
+    Unauthorized {
+        challenge: &'static str,
+        detail: &'static str,
+    },
+    /// Credentials that do not allow this: 403, with `challenge` as `WWW-Authenticate`.
+    #[error("{detail}")]
+    Forbidden {
+        challenge: &'static str,
+        detail: &'static str,
+    },
 }
 
 impl ApiError {
@@ -130,6 +144,8 @@ impl ApiError {
                 Status::ServiceUnavailable
             }
             ApiError::Internal(_) => Status::InternalServerError,
+            ApiError::Unauthorized { .. } => Status::Unauthorized,
+            ApiError::Forbidden { .. } => Status::Forbidden,
         }
     }
 }
@@ -210,8 +226,32 @@ impl<'r> Responder<'r, 'static> for ApiError {
                 request,
             ),
             ApiError::NotFound(detail) => message(status, detail, request),
+            ApiError::Unauthorized { challenge, detail }
+            | ApiError::Forbidden { challenge, detail } => {
+                let mut response = message(status, detail, request)?;
+                response.set_header(Header::new("WWW-Authenticate", challenge));
+                Ok(response)
+            }
         }
     }
+}
+
+/// What a request guard refused the request with, kept for the catcher of its status to answer.
+struct Refusal(Mutex<Option<ApiError>>);
+
+/// Fails a request guard with `err`, which the catchers then answer as a handler's error would
+/// be: Rocket hands a guard's failure to a catcher, which sees only the status.
+pub fn refuse<T>(request: &Request<'_>, err: ApiError) -> Outcome<T, ()> {
+    let status = err.status();
+    request.local_cache(|| Refusal(Mutex::new(Some(err))));
+    Outcome::Error((status, ()))
+}
+
+/// The error a request guard of this request refused it with, once.
+pub(crate) fn take_refusal(request: &Request<'_>) -> Option<ApiError> {
+    let refusal = request.local_cache(|| Refusal(Mutex::new(None)));
+    let mut refusal = refusal.0.lock().unwrap_or_else(|p| p.into_inner());
+    refusal.take()
 }
 
 const NO_CONNECTION: &str = "The database is unavailable or busy; retry shortly";

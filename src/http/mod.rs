@@ -11,7 +11,9 @@ use rocket::fairing::AdHoc;
 use utoipa::IntoResponses;
 
 pub use body::{Fields, FromJson, FromJsonObject, JsonBody};
-pub use error::{ApiError, ErrorBody, FieldError, Problem, ValidationErrorBody, join_checks};
+pub use error::{
+    ApiError, ErrorBody, FieldError, Problem, ValidationErrorBody, join_checks, refuse,
+};
 pub use params::path_int;
 
 /// The JSON catchers, for every path.

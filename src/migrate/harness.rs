@@ -48,6 +48,10 @@ pub fn apply<H: MigrationHarness<Pg>>(
         .iter()
         .map(|migration| embedded(set, migration.as_ref()))
         .collect::<Result<_, _>>()?;
+    // A database with nothing applied has no replica serving it, so no release for an earlier
+    // release's contract steps to wait for: a first install applies them on its way to the
+    // migrations the binary needs.
+    let fresh = targeted.len() == set.0.len();
     if let Some(last) = last {
         targeted.retain(|migration| migration.version() <= last.version());
     }
@@ -57,15 +61,18 @@ pub fn apply<H: MigrationHarness<Pg>>(
             // Stopping here is the point, unless a migration this binary needs is behind it:
             // the rollout would then wait on /ready for good, so say why now.
             let behind = &targeted[at..];
-            if let (Some(needed), None) = (behind.iter().find(|m| !m.post_deploy), last) {
-                return Err(MigrateError::PostDeployFirst {
-                    needed: needed.name,
-                    blocking: (behind.iter().take_while(|m| m.post_deploy))
-                        .map(|m| m.name)
-                        .collect(),
-                });
+            match behind.iter().find(|m| !m.post_deploy) {
+                Some(_) if fresh => {}
+                Some(needed) if last.is_none() => {
+                    return Err(MigrateError::PostDeployFirst {
+                        needed: needed.name,
+                        blocking: (behind.iter().take_while(|m| m.post_deploy))
+                            .map(|m| m.name)
+                            .collect(),
+                    });
+                }
+                _ => break,
             }
-            break;
         }
         if let Err(source) = harness.run_next_migration(set) {
             return Err(MigrateError::Failed {

@@ -15,7 +15,7 @@ use diesel_migrations::MigrationError;
 use sha2::{Digest, Sha256};
 
 /// One migration, as compiled in from its folder.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EmbeddedMigration {
     /// The folder name, e.g. `2026-11-27-163402-0000_create_student`.
     pub name: &'static str,

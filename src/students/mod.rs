@@ -1,7 +1,8 @@
 //! The student resource: `/students` and `/students/{id}`, their input, their row and queries.
 //!
-//! Handlers check all input first, then take a pooled connection only for the query, so bad
-//! requests and slow uploads never hold one.
+//! Handlers check the caller's token first ([`crate::auth`]: before the body is read), then all
+//! input, then take a pooled connection only for the query, so bad requests and slow uploads
+//! never hold one.
 
 pub mod input;
 pub mod model;
@@ -18,6 +19,7 @@ use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 use rocket::{Request, State, delete, get, patch, post, put, routes, uri};
 
+use crate::auth::{CanRead, CanWrite, ReadRefused, Refused};
 use crate::db::{self, Pool};
 use crate::http::{
     ApiError, BodyRejected, ErrorBody, JsonBody, Unavailable, ValidationErrorBody, join_checks,
@@ -107,15 +109,18 @@ fn next_page_uri(params: &ListParams, after_id: i32) -> String {
     operation_id = "list_students",
     tag = "students",
     params(ListParams),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The page, ordered by id", body = Vec<Student>,
             headers(("Link" = String, description = "`<uri>; rel=\"next\"` when more students follow"))),
         (status = 422, description = "A query parameter is invalid", body = ValidationErrorBody),
+        ReadRefused,
         Unavailable,
     )
 )]
 #[get("/students?<params..>")]
 pub async fn list(
+    _can: CanRead,
     pool: &State<Pool>,
     params: form::Result<'_, ListParams>,
 ) -> Result<StudentPage, ApiError> {
@@ -137,15 +142,21 @@ pub async fn list(
     operation_id = "get_student",
     tag = "students",
     params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The student", body = Student),
         (status = 404, description = "No student has this id", body = ErrorBody),
         (status = 422, description = "The id is not a 32-bit integer", body = ValidationErrorBody),
+        ReadRefused,
         Unavailable,
     )
 )]
 #[get("/students/<id>")]
-pub async fn get_one(pool: &State<Pool>, id: Result<i32, &str>) -> Result<Json<Student>, ApiError> {
+pub async fn get_one(
+    _can: CanRead,
+    pool: &State<Pool>,
+    id: Result<i32, &str>,
+) -> Result<Json<Student>, ApiError> {
     let id = path_int("id", id)?;
     let student = db::run(pool, move |conn| Student::find(conn, id)).await?;
     student.map(Json).ok_or_else(not_found)
@@ -157,17 +168,20 @@ pub async fn get_one(pool: &State<Pool>, id: Result<i32, &str>) -> Result<Json<S
     operation_id = "create_student",
     path = "/students",
     tag = "students",
+    security(("bearer" = [])),
     request_body(content = StudentCreate, content_type = "application/json"),
     responses(
         (status = 201, description = "Created; `Location` is its URI", body = Student,
             headers(("Location" = String, description = "/students/{id} of the new student"))),
         BodyRejected,
         (status = 422, description = "A field is missing, unknown or breaks its rules", body = ValidationErrorBody),
+        Refused,
         Unavailable,
     )
 )]
 #[post("/students", data = "<body>")]
 pub async fn create(
+    _can: CanWrite,
     pool: &State<Pool>,
     body: Result<JsonBody<StudentCreate>, ApiError>,
 ) -> Result<Created<Json<Student>>, ApiError> {
@@ -184,6 +198,7 @@ pub async fn create(
     operation_id = "replace_student",
     path = "/students/{id}",
     tag = "students",
+    security(("bearer" = [])),
     params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
     request_body(content = StudentCreate, content_type = "application/json"),
     responses(
@@ -191,11 +206,13 @@ pub async fn create(
         (status = 404, description = "No student has this id", body = ErrorBody),
         BodyRejected,
         (status = 422, description = "The id or a field is invalid", body = ValidationErrorBody),
+        Refused,
         Unavailable,
     )
 )]
 #[put("/students/<id>", data = "<body>")]
 pub async fn replace(
+    _can: CanWrite,
     pool: &State<Pool>,
     id: Result<i32, &str>,
     body: Result<JsonBody<StudentCreate>, ApiError>,
@@ -213,6 +230,7 @@ pub async fn replace(
     operation_id = "update_student",
     path = "/students/{id}",
     tag = "students",
+    security(("bearer" = [])),
     params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
     request_body(content = StudentUpdate, content_type = "application/json"),
     responses(
@@ -220,11 +238,13 @@ pub async fn replace(
         (status = 404, description = "No student has this id", body = ErrorBody),
         BodyRejected,
         (status = 422, description = "The id or a field is invalid", body = ValidationErrorBody),
+        Refused,
         Unavailable,
     )
 )]
 #[patch("/students/<id>", data = "<body>")]
 pub async fn update(
+    _can: CanWrite,
     pool: &State<Pool>,
     id: Result<i32, &str>,
     body: Result<JsonBody<StudentUpdate>, ApiError>,
@@ -240,16 +260,22 @@ pub async fn update(
     operation_id = "delete_student",
     path = "/students/{id}",
     tag = "students",
+    security(("bearer" = [])),
     params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No student has this id", body = ErrorBody),
         (status = 422, description = "The id is not a 32-bit integer", body = ValidationErrorBody),
+        Refused,
         Unavailable,
     )
 )]
 #[delete("/students/<id>")]
-pub async fn remove(pool: &State<Pool>, id: Result<i32, &str>) -> Result<NoContent, ApiError> {
+pub async fn remove(
+    _can: CanWrite,
+    pool: &State<Pool>,
+    id: Result<i32, &str>,
+) -> Result<NoContent, ApiError> {
     let id = path_int("id", id)?;
     match db::run(pool, move |conn| Student::delete(conn, id)).await? {
         true => Ok(NoContent),

@@ -1,6 +1,6 @@
 //! Every kind of bad input gets its own 4xx JSON answer, never a 500, and writes nothing.
 
-use crate::helpers::{TestDb, client, students_fingerprint};
+use crate::helpers::{TestDb, bearer, client, students_fingerprint};
 use rocket::http::{ContentType, Header, Method, Status};
 use rocket::local::blocking::Client;
 use serde_json::Value;
@@ -67,7 +67,11 @@ impl Case {
 
     /// Sends the request; what is wrong with the answer, if anything.
     fn check(self, client: &Client) -> Result<(), String> {
-        let mut request = client.req(self.method, self.uri).body(self.body);
+        // With a token: the battery is about input, which only an authorised client gets past
+        // to (tests/api/access.rs sends it without one).
+        let mut request = (client.req(self.method, self.uri))
+            .header(bearer(client))
+            .body(self.body);
         if let Some(content_type) = self.content_type {
             request.add_header(Header::new("Content-Type", content_type));
         }

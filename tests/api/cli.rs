@@ -2,6 +2,8 @@
 
 use diesel::connection::SimpleConnection;
 
+use students_api::migrate::{ApplyTarget, Migrations, Migrator, Order, PostDeploy, Waits};
+
 use crate::helpers::{FILES, TestDb, applied_versions, public_objects, schema_dump};
 use crate::process::migrate;
 
@@ -215,9 +217,48 @@ fn conflicting_revert_targets_are_refused_before_touching_the_database() {
 #[test]
 fn run_skip_post_deploy_stops_before_the_first_post_deploy_migration() {
     let db = TestDb::empty();
-    let first_post_deploy = FILES
+    // A database the release before the newest migration served: every later migration pending.
+    let served = FILES.len() - 1;
+    assert!(
+        migrate(db.url(), &["run", "--to", FILES[served - 1].name])
+            .status
+            .success()
+    );
+    // And the newest migration a post-deploy one, as a release's contract step is.
+    let last = FILES.len() - 1;
+    let with_contract_step = |post_deploy: bool| {
+        let mut set = FILES.to_vec();
+        set[last].post_deploy = post_deploy;
+        Migrations(Box::leak(set.into_boxed_slice()))
+    };
+    let mut migrator =
+        Migrator::connect(db.url(), with_contract_step(true), Waits::default()).unwrap();
+
+    let applied = migrator
+        .run(&ApplyTarget::All, PostDeploy::Skip, Order::InOrder)
+        .unwrap();
+
+    assert!(applied.is_empty(), "{applied:?}");
+    assert_eq!(applied_versions(&mut db.connect()), versions(0..served));
+    let status = migrator.status().unwrap();
+    assert!(status[last].applied_on.is_none() && status[last].post_deploy);
+
+    // Then the rest, as after a rollout.
+    migrator
+        .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
+        .unwrap();
+    assert_eq!(
+        applied_versions(&mut db.connect()),
+        versions(0..FILES.len())
+    );
+}
+
+#[test]
+fn run_skip_post_deploy_on_an_empty_database_applies_every_migration_a_binary_needs() {
+    let db = TestDb::empty();
+    let last_needed = FILES
         .iter()
-        .position(|migration| migration.post_deploy)
+        .rposition(|migration| !migration.post_deploy)
         .unwrap();
 
     let output = migrate(db.url(), &["run", "--skip-post-deploy"]);
@@ -225,22 +266,16 @@ fn run_skip_post_deploy_stops_before_the_first_post_deploy_migration() {
     assert!(output.status.success(), "{}", output.stderr);
     assert_eq!(
         applied_versions(&mut db.connect()),
-        versions(0..first_post_deploy)
+        versions(0..last_needed + 1)
     );
     let status = migrate(db.url(), &["status"]).stdout;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(FILES[first_post_deploy].name))
-        .unwrap();
-    assert!(
-        line.contains("(post-deploy)") && line.contains("pending"),
-        "{line}"
-    );
-
-    // Then the rest, as after a rollout.
-    assert!(migrate(db.url(), &["run"]).status.success());
-    assert_eq!(
-        applied_versions(&mut db.connect()),
-        versions(0..FILES.len())
-    );
+    for migration in &FILES[last_needed + 1..] {
+        let line = (status.lines())
+            .find(|line| line.starts_with(migration.name))
+            .unwrap();
+        assert!(
+            line.contains("(post-deploy)") && line.contains("pending"),
+            "{line}"
+        );
+    }
 }

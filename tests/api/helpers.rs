@@ -4,8 +4,9 @@
 //! template migrated once ([`TestDb::migrated`]); one that is gets an empty database
 //! ([`TestDb::empty`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 
 use diesel::prelude::*;
 use diesel::sql_query;
@@ -13,14 +14,15 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use rocket::data::Limits;
 use rocket::figment::Figment;
 use rocket::figment::providers::{Format, Toml};
-use rocket::http::{ContentType, Method, Status};
+use rocket::http::{ContentType, Header, Method, Status};
 use rocket::local::blocking::{Client, LocalResponse};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use students_api::auth::tokens::{self, Scope};
 use students_api::migrate::{
     self, ApplyTarget, EmbeddedMigration, MIGRATIONS, Migrator, Order, PostDeploy, Waits,
 };
-use students_api::settings::DATABASE;
+use students_api::settings::{DATABASE, Settings};
 
 /// Every test database is named `students_test_<pid>_<n>`, which lets a later run recognise
 /// leftovers of a killed run by a pid that no longer exists.
@@ -293,7 +295,32 @@ pub fn client_with(figment: Figment) -> Client {
     Client::tracked(students_api::build(figment)).expect("the service ignites")
 }
 
-/// `body` sent as JSON.
+/// A live token of scope `students` in the database `client`'s service serves: one per database,
+/// made as `students-api token create` makes it.
+pub fn token(client: &Client) -> String {
+    let settings = (client.rocket().state::<Settings>()).expect("the service manages its settings");
+    token_of(settings.database_url())
+}
+
+/// The token of the database at `url` (see [`token`]).
+pub fn token_of(url: &str) -> String {
+    static TOKENS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let mut made = TOKENS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (made.entry(url.to_owned()))
+        .or_insert_with(|| {
+            tokens::create(&mut connect(url), "tests", Scope::Students).expect("create a token")
+        })
+        .clone()
+}
+
+/// `Authorization: Bearer <token>` with `client`'s [`token`].
+pub fn bearer(client: &Client) -> Header<'static> {
+    Header::new("Authorization", format!("Bearer {}", token(client)))
+}
+
+/// `body` sent as JSON, with a token.
 pub fn send_json<'c>(
     client: &'c Client,
     method: Method,
@@ -303,7 +330,16 @@ pub fn send_json<'c>(
     client
         .req(method, uri.to_owned())
         .header(ContentType::JSON)
+        .header(bearer(client))
         .body(body.to_string())
+        .dispatch()
+}
+
+/// `DELETE uri`, with a token.
+pub fn delete<'c>(client: &'c Client, uri: &str) -> LocalResponse<'c> {
+    client
+        .delete(uri.to_owned())
+        .header(bearer(client))
         .dispatch()
 }
 

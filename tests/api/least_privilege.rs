@@ -9,7 +9,7 @@ use rocket::http::{Method, Status};
 use serde_json::json;
 
 use crate::bad_input::check_every_case;
-use crate::helpers::{TestDb, client_with, connect, figment, get_json, send_json};
+use crate::helpers::{TestDb, bearer, client_with, connect, delete, figment, get_json, send_json};
 
 /// A login role, dropped (with its grants) when the test ends, before its database is.
 struct AppRole {
@@ -101,11 +101,8 @@ fn as_the_app_role_every_endpoint_works_and_ddl_fails_as_the_owner_it_succeeds()
         send_json(&client, Method::Patch, &location, patch).status(),
         Status::Ok
     );
-    assert_eq!(
-        client.delete(location.as_str()).dispatch().status(),
-        Status::NoContent
-    );
-    let metrics = client.get("/metrics").dispatch();
+    assert_eq!(delete(&client, &location).status(), Status::NoContent);
+    let metrics = client.get("/metrics").header(bearer(&client)).dispatch();
     assert_eq!(metrics.status(), Status::Ok);
     assert!(
         metrics

@@ -5,6 +5,7 @@ mod helpers;
 mod pooler;
 mod process;
 
+mod access;
 mod bad_input;
 mod binary;
 mod cli;

@@ -4,7 +4,7 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::local::blocking::Client;
 use serde_json::Value;
 
-use crate::helpers::{FILES, TestDb, client, client_with};
+use crate::helpers::{FILES, TestDb, bearer, client, client_with};
 use crate::process::{Service, request_with};
 
 /// The value of the sample whose name and labels are exactly `series`.
@@ -15,7 +15,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 fn scrape(client: &Client) -> String {
-    let response = client.get("/metrics").dispatch();
+    let response = client.get("/metrics").header(bearer(client)).dispatch();
     assert_eq!(response.status(), Status::Ok);
     assert_eq!(
         response.content_type(),
@@ -134,6 +134,9 @@ fn without_a_database_a_scrape_answers_well_inside_the_pool_timeout() {
         format!("databases.{}.timeout", students_api::settings::DATABASE),
         pool_timeout,
     )));
+    // Prometheus' token, looked up once while the database answered, then stale.
+    scrape(&client);
+    std::thread::sleep(students_api::auth::FRESH);
     db.refuse_connections();
     client.get("/students").dispatch(); // breaks the pooled connection
 
@@ -152,9 +155,36 @@ fn without_a_database_a_scrape_answers_well_inside_the_pool_timeout() {
 }
 
 #[test]
+fn without_a_database_a_token_never_looked_up_cannot_scrape() {
+    let db = TestDb::migrated();
+    let pool_timeout = 5;
+    let client = client_with(crate::helpers::figment(&db).merge((
+        format!("databases.{}.timeout", students_api::settings::DATABASE),
+        pool_timeout,
+    )));
+    let token = crate::helpers::token(&client);
+    db.refuse_connections();
+
+    let started = std::time::Instant::now();
+    let response = (client.get("/metrics"))
+        .header(Header::new("Authorization", format!("Bearer {token}")))
+        .dispatch();
+    let took = started.elapsed();
+    db.allow_connections();
+
+    // Answered within the scrape's bound on the lookup, not the pool's timeout.
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    assert!(
+        took < std::time::Duration::from_secs(pool_timeout / 2),
+        "{took:?}"
+    );
+}
+
+#[test]
 fn pool_timeouts_are_counted_and_the_scrape_still_answers_without_a_database() {
     let db = TestDb::migrated();
     let client = client(&db);
+    scrape(&client);
     db.refuse_connections();
     // The pool's connection breaks on its next use; then no new one can be opened.
     for _ in 0..3 {

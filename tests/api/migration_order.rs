@@ -15,7 +15,10 @@ use crate::helpers::{FILES, TestDb, applied_versions, client_with, figment, stud
 use crate::process::{Ran, binary, free_port, migrate};
 
 const SEED: &str = "2026-11-27-163402-0001_seed_student_data";
-const NEWEST: &str = "2026-11-29-224556-0000_validate_student_email_check";
+/// The newest migration, which the seed is older than.
+fn newest() -> &'static str {
+    FILES.last().unwrap().name
+}
 
 /// A fully migrated database whose seed migration looks unapplied: to diesel, exactly a
 /// migration merged from a branch with an older timestamp.
@@ -31,11 +34,12 @@ fn seed_merged_late() -> TestDb {
 }
 
 fn assert_names_both_and_the_fix(text: &str) {
+    let newest_stamp = newest().split('_').next().unwrap();
     for needle in [
         SEED,
-        NEWEST,
+        newest(),
         "out of order",
-        "Give it a timestamp after 2026-11-29-224556-0000",
+        &format!("Give it a timestamp after {newest_stamp}"),
         "students-api migrate run --allow-out-of-order",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
@@ -76,7 +80,7 @@ fn status_and_verify_show_an_out_of_order_migration_and_exit_1() {
         .unwrap_or_else(|| panic!("no row for the seed:\n{}", status.stdout));
     assert!(line.contains("pending"), "{line}");
     assert!(
-        line.contains(&format!("OUT OF ORDER: older than {NEWEST}")),
+        line.contains(&format!("OUT OF ORDER: older than {}", newest())),
         "{line}"
     );
     assert_names_both_and_the_fix(&status.stderr);

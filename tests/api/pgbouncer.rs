@@ -16,7 +16,9 @@ use rocket::http::{Method, Status};
 use serde_json::{Value, json};
 
 use crate::bad_input::check_every_case;
-use crate::helpers::{POOL_TIMEOUT_SECS, TestDb, client_with, figment, get_json, send_json};
+use crate::helpers::{
+    POOL_TIMEOUT_SECS, TestDb, bearer, client_with, delete, figment, get_json, send_json, token_of,
+};
 use crate::pooler::{PgBouncer, SERVER_CONNECTIONS};
 use crate::process::{self, Service};
 
@@ -63,12 +65,12 @@ fn every_endpoint_and_the_probes_work_through_pgbouncer_in_transaction_mode() {
         patched.into_json::<Value>().unwrap()["email"],
         "ada@example.org"
     );
-    assert_eq!(
-        client.delete(location.clone()).dispatch().status(),
-        Status::NoContent
-    );
+    assert_eq!(delete(&client, &location).status(), Status::NoContent);
     assert_eq!(get_json(&client, &location).0, Status::NotFound);
-    let metrics = client.get("/metrics").dispatch().into_string().unwrap();
+    let metrics = (client.get("/metrics").header(bearer(&client)))
+        .dispatch()
+        .into_string()
+        .unwrap();
     assert!(
         metrics.contains("students_api_schema_migration_info{"),
         "{metrics}"
@@ -87,11 +89,12 @@ struct Answers {
 
 /// `threads` clients, each sending `requests` of a mix of POST, GET by id, a filtered page and
 /// PATCH, each on the students it created.
-fn mixed_load(port: u16, threads: usize, requests: usize) -> Answers {
+fn mixed_load(port: u16, token: &str, threads: usize, requests: usize) -> Answers {
     let answers = Arc::new(Mutex::new(Answers::default()));
     let workers: Vec<_> = (0..threads)
         .map(|worker| {
             let answers = Arc::clone(&answers);
+            let token = token.to_owned();
             thread::spawn(move || {
                 let mut mine: Vec<i32> = Vec::new();
                 for n in 0..requests {
@@ -111,7 +114,7 @@ fn mixed_load(port: u16, threads: usize, requests: usize) -> Answers {
                         ),
                     };
                     let answer = match &body {
-                        Some(body) => process::send_json(port, method, &path, body),
+                        Some(body) => process::send_json(port, &token, method, &path, body),
                         None => process::request(port, method, &path),
                     };
                     let (status, _, text) = answer.unwrap_or((0, String::new(), String::new()));
@@ -199,7 +202,7 @@ fn concurrent_writers_through_pgbouncer_are_all_answered_and_all_stored() {
     let bouncer = PgBouncer::start(&db);
     let service = replica(&bouncer, false, 3);
 
-    let answers = mixed_load(service.port, 16, 60);
+    let answers = mixed_load(service.port, &token_of(db.url()), 16, 60);
 
     let failed: Vec<&u16> = answers
         .statuses
@@ -233,7 +236,7 @@ fn with_prepared_statements_kept_the_same_load_through_pgbouncer_fails_and_the_l
     let bouncer = PgBouncer::start(&db);
     let service = replica(&bouncer, true, 3);
 
-    let answers = mixed_load(service.port, 16, 60);
+    let answers = mixed_load(service.port, &token_of(db.url()), 16, 60);
 
     let log = service.stop();
     let failed = answers.statuses.iter().filter(|s| **s == 500).count();
@@ -262,11 +265,13 @@ fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged
     let mut bouncer = PgBouncer::start(&db);
     let service = replica(&bouncer, false, POOL_TIMEOUT_SECS);
     let port = service.port;
+    let token = token_of(db.url());
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..8)
         .map(|worker| {
             let (stop, writes) = (Arc::clone(&stop), Arc::clone(&writes));
+            let token = token.clone();
             thread::spawn(move || {
                 // Bounded in count as well as by the test's own clock.
                 for n in 0..5_000 {
@@ -275,7 +280,7 @@ fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged
                     }
                     let body = json!({"first_name": format!("R{worker}x{n}"), "last_name": "L", "major": "Restart"});
                     let started = Instant::now();
-                    let (status, head, body) = process::send_json(port, "POST", "/students", &body)
+                    let (status, head, body) = process::send_json(port, &token, "POST", "/students", &body)
                         .unwrap_or((0, String::new(), String::new()));
                     let took = started.elapsed();
                     writes.lock().unwrap().push(Write { started, took, status, head, body });

@@ -138,14 +138,19 @@ pub fn request_with(
     exchange(port, method, path, headers, "")
 }
 
-/// `method path` with a JSON `body`; the status, the head and the body.
+/// `method path` with a JSON `body` and `token`; the status, the head and the body.
 pub fn send_json(
     port: u16,
+    token: &str,
     method: &str,
     path: &str,
     body: &serde_json::Value,
 ) -> std::io::Result<(u16, String, String)> {
-    let headers = [("Content-Type", "application/json")];
+    let authorization = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", &authorization),
+    ];
     exchange(port, method, path, &headers, &body.to_string())
 }
 

@@ -4,7 +4,7 @@ use diesel::RunQueryDsl;
 use rocket::http::{ContentType, Header, Method, Status};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDb, client, get_json, send_json};
+use crate::helpers::{TestDb, bearer, client, delete, get_json, send_json};
 
 /// The fields a client sets, without the server-assigned timestamps.
 fn fields(student: &Value) -> Value {
@@ -309,12 +309,12 @@ fn deleting_a_student_answers_204_and_then_it_is_gone() {
     let db = TestDb::migrated();
     let client = client(&db);
 
-    let response = client.delete("/students/4").dispatch();
+    let response = delete(&client, "/students/4");
     assert_eq!(response.status(), Status::NoContent);
     assert!(response.into_bytes().unwrap_or_default().is_empty());
 
     assert_eq!(get_json(&client, "/students/4").0, Status::NotFound);
-    let again = client.delete("/students/4").dispatch();
+    let again = delete(&client, "/students/4");
     assert_eq!(again.status(), Status::NotFound);
     assert_eq!(
         again.into_json::<Value>().unwrap(),
@@ -333,6 +333,7 @@ fn a_json_content_type_with_a_charset_or_a_json_suffix_is_accepted() {
     ] {
         let response = client
             .patch("/students/1")
+            .header(bearer(&client))
             .header(Header::new("Content-Type", content_type))
             .body(r#"{"major": "Art"}"#)
             .dispatch();
