@@ -1,8 +1,11 @@
--- wrk: POST /students with a valid body, a different name each time.
+-- wrk: POST /students with a valid body, a different name each time, and the token in
+-- BENCH_TOKEN.
 local counter = 0
+local authorization = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
 request = function()
   counter = counter + 1
   local body = string.format(
     '{"first_name": "Bench%d", "last_name": "Writer", "major": "Load Testing"}', counter)
-  return wrk.format("POST", "/students", { ["Content-Type"] = "application/json" }, body)
+  local headers = { ["Content-Type"] = "application/json", ["Authorization"] = authorization }
+  return wrk.format("POST", "/students", headers, body)
 end

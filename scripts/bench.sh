@@ -100,6 +100,9 @@ echo "Migrating an empty database" >&2
 started=$(now_ms)
 DATABASE_URL=$db_url "$binary" migrate run >/dev/null 2>&1
 migrate_ms=$(($(now_ms) - started))
+# The writes' token (bench/post.lua sends it).
+BENCH_TOKEN=$(DATABASE_URL=$db_url "$binary" token create bench | tail -n 1)
+export BENCH_TOKEN
 
 echo "Cold starts" >&2
 colds=()

@@ -174,11 +174,16 @@ compose_up() {
 }
 compose_up
 [ "$(student_count "$SMOKE_APP_PORT")" = 5 ] || die "compose: GET /students did not answer 5 students"
+ada='{"first_name": "Ada", "last_name": "Lovelace", "major": "Mathematics"}'
+anonymous=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$SMOKE_APP_PORT/students" \
+  -H 'Content-Type: application/json' -d "$ada")
+[ "$anonymous" = 401 ] || die "compose: a POST without a token answered $anonymous, not 401"
+# As the README says: the token is the last line `token create` prints.
+token=$("${compose[@]}" exec -T app students-api token create smoke | tail -n 1)
 curl -fsS -o /dev/null -X POST "http://127.0.0.1:$SMOKE_APP_PORT/students" \
-  -H 'Content-Type: application/json' \
-  -d '{"first_name": "Ada", "last_name": "Lovelace", "major": "Mathematics"}'
+  -H 'Content-Type: application/json' -H "Authorization: Bearer $token" -d "$ada"
 [ "$(student_count "$SMOKE_APP_PORT")" = 6 ] || die "compose: the POSTed student is not listed"
-echo "compose: 5 seeded students, 6 after a POST"
+echo "compose: 5 seeded students; a POST without a token refused 401; 6 after a POST with one from 'compose exec app students-api token create'"
 [ "$(student_count "$SMOKE_EDGE_PORT")" = 6 ] || die "compose: GET /students through the edge"
 too_big=$(curl -sS -X POST "http://127.0.0.1:$SMOKE_EDGE_PORT/students" \
   -H 'Content-Type: application/json' -H 'Content-Length: 100000' --data-binary '{}' \

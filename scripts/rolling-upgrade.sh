@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rolling-upgrade test: three replicas of the previous release behind HAProxy, replaced one by
-# one with this checkout's binary under constant load while the `email` migrations are applied,
-# with zero failed requests allowed (tests/harness/rolling_upgrade.py says exactly what it checks).
+# one with this checkout's binary under constant load while its migrations are applied (the
+# `api_token` table) and clients start sending a token, with zero failed requests allowed (tests/harness/rolling_upgrade.py says exactly what it checks).
 # Then its negative control: a column renamed in one step must make the same checks fail.
 #
 #   scripts/rolling-upgrade.sh                      # both, against a throwaway PostgreSQL
@@ -19,8 +19,8 @@ cd "$root"
 command -v haproxy >/dev/null || die "haproxy is missing: sudo apt-get install haproxy"
 command -v psql >/dev/null || die "psql is missing: sudo apt-get install postgresql-client"
 
-expand=$(cd migrations && printf '%s\n' *_add_student_email | head -n 1)
-[ -f "migrations/$expand/up.sql" ] || die "no *_add_student_email migration"
+expand=$(cd migrations && printf '%s\n' *_create_api_token | head -n 1)
+[ -f "migrations/$expand/up.sql" ] || die "no *_create_api_token migration"
 if [ -z "${OLD_COMMIT:-}" ]; then
   added=$(git log --diff-filter=A --format=%H -1 -- "migrations/$expand/up.sql")
   [ -n "$added" ] || die "git history does not say which commit added migrations/$expand"

@@ -36,13 +36,15 @@ def with_database(url, name):
     return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
-def request(port, method, path, body=None, timeout=10, conn=None):
-    """One request on `conn` (or a connection of its own); (status, headers, JSON body or None,
-    raw body). Headers are keyed in lowercase."""
+def request(port, method, path, body=None, timeout=10, conn=None, headers=None):
+    """One request on `conn` (or a connection of its own), with `headers` too; (status, headers,
+    JSON body or None, raw body). Headers are keyed in lowercase."""
     own = conn is None
     if own:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+    headers = dict(headers or {})
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     payload = json.dumps(body) if body is not None else None
     try:
         conn.request(method, path, body=payload, headers=headers)
@@ -58,13 +60,25 @@ def request(port, method, path, body=None, timeout=10, conn=None):
     return response.status, hdrs, parsed, raw
 
 
+def create_token(binary, database_url, name):
+    """A new token of scope `students`, from `students-api token create`, which prints it last."""
+    done = subprocess.run(
+        [binary, "token", "create", name],
+        env=dict(os.environ, DATABASE_URL=database_url),
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"token create {name} exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 class Load:
     """`workers` client threads, each on its own keep-alive connection, each sending what its
     client (`client_for(worker)`) asks next, until `finish()`, `deadline_s` seconds or
     `max_requests` requests in all, whichever comes first.
 
     A client has `next_request()`, which returns (method, path, body or None), `answered(sent,
-    answer)` and `failed(sent, error)`; `sent` is (method, path, body, started) with `started` the
+    answer)` and `failed(sent, error)`, and may have `headers()`, sent with each request; `sent` is (method, path, body, started) with `started` the
     wall-clock time it was sent, and `answer` is (status, headers, body, raw, elapsed seconds).
     """
 
@@ -110,8 +124,9 @@ class Load:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                extra = client.headers() if hasattr(client, "headers") else None
                 status, headers, parsed, raw = request(
-                    self.port, method, path, body, conn=conn
+                    self.port, method, path, body, conn=conn, headers=extra
                 )
             except (OSError, http.client.HTTPException) as err:
                 if conn is not None:

@@ -252,9 +252,10 @@ def slow_headers(edge, service, service_pid):
         log(f"    directly, {went} (too few clients to show the memory bound can fail)")
 
 
-def slow_body(edge, service):
+def slow_body(edge, service, token):
+    # With a token: without one the service refuses the write before it reads any of the body.
     head = (b"POST /students HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 64\r\n\r\n")
+            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 64\r\n\r\n")
     body = b'{"first_name": "Slow", "last_name": "Loris", "major": "Waiting"}'[:64]
     hold = REQUEST_TIMEOUT_S + GRACE_S
     log("a body sent at 1 byte/s, through the edge")
@@ -346,7 +347,8 @@ def main():
             return 1
         log(f"service on 127.0.0.1:{service_port}, the edge on 127.0.0.1:{edge_port}")
         slow_headers(edge_port, service_port, service.pid)
-        slow_body(edge_port, service_port)
+        token = common.create_token(SERVICE, url, "edge")
+        slow_body(edge_port, service_port, token)
         idle_keep_alive(edge_port)
 
         def stop_service():

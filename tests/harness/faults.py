@@ -81,6 +81,7 @@ class Load(common.Load):
 
     def __init__(self, port, threads, write_every=2):
         self.records = []
+        self.authorization = {"Authorization": f"Bearer {token()}"}
         super().__init__(port, threads, lambda tid: Mix(self, tid, write_every),
                          deadline_s=SOAK_SECONDS + 120, max_requests=2_000_000, timeout=15)
 
@@ -91,6 +92,9 @@ class Mix:
 
     def __init__(self, load, tid, write_every):
         self.load, self.tid, self.write_every, self.n = load, tid, write_every, 0
+
+    def headers(self):
+        return self.load.authorization
 
     def next_request(self):
         self.n += 1
@@ -113,6 +117,16 @@ class Mix:
 
     def failed(self, sent, error):
         self.record(sent, None, {}, None, repr(error))
+
+
+_token = []
+
+
+def token():
+    """The scenarios' token, made once the first service has migrated the database."""
+    if not _token:
+        _token.append(common.create_token(SERVICE, DB_URL, f"faults-{os.getpid()}"))
+    return _token[0]
 
 
 def check(failures, condition, message):

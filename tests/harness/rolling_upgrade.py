@@ -3,18 +3,20 @@
 scripts/rolling-upgrade.sh, which builds the two binaries and gives DATABASE_URL.
 
 Three replicas of the previous binary serve behind HAProxy, which sends traffic only to replicas
-whose /ready answers 200. The new binary's replicas reach PostgreSQL through PgBouncer in
-transaction pooling mode, with `prepared_statements = false`, as in the Kubernetes topology; the
-previous release predates that setting, so its replicas connect directly. Under constant mixed
-load:
+whose /ready answers 200. Every replica reaches PostgreSQL through PgBouncer in transaction
+pooling mode, with `prepared_statements = false`, as in the Kubernetes topology; migrations go
+direct. Under constant mixed load (students with an email, which both releases serve):
 
-  1. the new binary applies what must come before it: `migrate run --skip-post-deploy` (expand);
-  2. each old replica gets SIGTERM, drains, exits, and a new one starts on its port;
-  3. once every replica is new, clients start sending `email`, and `migrate run` applies the
-     post-deploy (contract) migrations.
+  1. the new binary applies what must come before it: `migrate run --skip-post-deploy`, which
+     creates the `api_token` table (expand);
+  2. `students-api token create` makes a token, and clients send it from then on: the previous
+     release ignores the header, the new one refuses writes without it;
+  3. each old replica gets SIGTERM, drains, exits, and a new one starts on its port;
+  4. `migrate run` applies the post-deploy (contract) migrations, if any.
 
 It passes when clients saw no answer but 2xx and no connection error, no request took longer than
---latency-bound, and every acknowledged write is in the table as acknowledged.
+--latency-bound, every acknowledged write is in the table as acknowledged, and the new replicas
+refuse a write without a token.
 
 With --negative-control, the three replicas run the new binary and step 1 is a
 backward-incompatible migration instead (a column renamed in one step). The run passes only if
@@ -169,7 +171,7 @@ class Load(common.Load):
     acknowledged is what the table must hold at the end."""
 
     def __init__(self, port, workers, deadline_s, max_requests, think_s):
-        self.send_email = threading.Event()
+        self.authorization = {}  # once there is a token: {"Authorization": "Bearer ..."}
         self.by_op = {}
         self.latencies = []
         self.slowest = (0.0, None)
@@ -189,7 +191,7 @@ class Load(common.Load):
 
 class Writer:
     """One thread's requests: pages, reads and changes of the students it created, and new ones
-    (with an email once the load says so)."""
+    with an email; with the load's token once there is one."""
 
     def __init__(self, load, worker):
         self.load, self.worker = load, worker
@@ -212,10 +214,12 @@ class Writer:
             self.serial += 1
             body = {"first_name": f"W{self.worker}", "last_name": f"N{self.serial}",
                     "major": "Load"}
-            if self.load.send_email.is_set():
-                body["email"] = f"w{self.worker}.n{self.serial}@example.org"
+            body["email"] = f"w{self.worker}.n{self.serial}@example.org"
             return "POST", "/students", body
         return "PATCH", f"/students/{rng.choice(mine)}", {"major": f"Changed {self.serial}"}
+
+    def headers(self):
+        return self.load.authorization
 
     def failed(self, sent, error):
         method, path, _, _ = sent
@@ -275,6 +279,12 @@ def missing_writes(url, acknowledged):
     return problems
 
 
+def bearer(binary, url):
+    """The header of a new token, made as an operator would, with `students-api token create`."""
+    log("$ students-api token create rolling-upgrade")
+    return {"Authorization": f"Bearer {common.create_token(binary, url, 'rolling-upgrade')}"}
+
+
 def migrate(binary, url, *args):
     log(f"$ students-api migrate {' '.join(args)}")
     done = subprocess.run(
@@ -315,10 +325,8 @@ def main():
     replicas, haproxy, load, bouncer = [], None, None, None
     stayed_ready = []
     try:
-        # The new binary's request pool goes through PgBouncer in transaction mode, without
-        # prepared statements, as in the Kubernetes topology. The previous release predates that
-        # setting and cannot run behind a transaction pooler, so it connects directly. Migrations
-        # always go over the direct URL.
+        # Request pools go through PgBouncer in transaction mode, without prepared statements, as
+        # in the Kubernetes topology; migrations and tokens over the direct URL.
         bouncer = PgBouncer(server_url, tempfile.mkdtemp(prefix="rolling-pgbouncer-"))
         pooled = bouncer.url(database)
         log(f"PgBouncer (transaction pooling, 2 server connections) on 127.0.0.1:{bouncer.port}")
@@ -331,13 +339,15 @@ def main():
             Replica(f"r{n}", free_port(), args.workdir, args.drain) for n in (1, 2, 3)
         ]
         for replica in replicas:
-            replica.start("old", first, first_config, url)
+            replica.start("old", first, first_config, pooled, ROCKET_PREPARED_STATEMENTS="false")
         haproxy = Haproxy(replicas, args.workdir)
         for replica in replicas:
             haproxy.wait_for(replica.name, "UP", 60)
         log(f"3 old replicas UP behind HAProxy on 127.0.0.1:{haproxy.frontend}")
 
         load = Load(haproxy.frontend, args.workers, args.deadline, args.max_requests, 0.01)
+        if args.negative_control:
+            load.authorization = bearer(args.new, url)
         load.start()
         time.sleep(2)
 
@@ -357,6 +367,8 @@ def main():
             time.sleep(1)
         else:
             migrate(args.new, url, "run", "--skip-post-deploy")
+            load.authorization = bearer(args.new, url)
+            log("clients now send a token, which the old replicas ignore")
             time.sleep(1)
             for replica in replicas:
                 log(f"{replica.name}: SIGTERM to the old binary (drains {args.drain} s)")
@@ -381,11 +393,13 @@ def main():
                               ROCKET_PREPARED_STATEMENTS="false")
                 haproxy.wait_for(replica.name, "UP", 30)
                 log(f"{replica.name}: the new binary is UP")
-            load.send_email.set()
-            log("every replica is new: clients now send email")
             time.sleep(1)
             migrate(args.new, url, "run")
             time.sleep(2)
+            anonymous = common.request(haproxy.frontend, "POST", "/students",
+                                       {"first_name": "No", "last_name": "Token", "major": "X"})
+            if anonymous[0] != 401:
+                load.fail(f"a write without a token through the new replicas: {anonymous[0]}")
         load.finish()
     finally:
         if load is not None:
@@ -430,7 +444,7 @@ def main():
         problems.append(f"too little load to prove anything: {total} answers")
     emails = sum(1 for student in load.acknowledged.values() if student.get("email"))
     if not args.negative_control and not emails:
-        problems.append("no student was written with an email once the new binary served")
+        problems.append("no student was written with an email")
 
     def show(header, most):
         log(f"{header} ({len(problems)} problems, logs in {args.workdir}):")
