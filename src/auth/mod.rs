@@ -269,12 +269,14 @@ pub enum Refused {
     #[response(
         status = 401,
         description = "No token, not a bearer token, or an invalid or revoked one",
+        example = json!({"detail": "Not authenticated"}),
         headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_request\"` or `error=\"invalid_token\"` when one was sent"))
     )]
     Unauthorized(ErrorBody),
     #[response(
         status = 403,
         description = "A token of scope `metrics`, which may only scrape /metrics",
+        example = json!({"detail": "This token may only scrape /metrics"}),
         headers(("WWW-Authenticate" = String, description = "`Bearer error=\"insufficient_scope\"`"))
     )]
     Forbidden(ErrorBody),
@@ -286,12 +288,14 @@ pub enum ReadRefused {
     #[response(
         status = 401,
         description = "Only with `public_reads = false`: no token, not a bearer token, or an invalid or revoked one",
+        example = json!({"detail": "Not authenticated"}),
         headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_request\"` or `error=\"invalid_token\"` when one was sent"))
     )]
     Unauthorized(ErrorBody),
     #[response(
         status = 403,
         description = "Only with `public_reads = false`: a token of scope `metrics`",
+        example = json!({"detail": "This token may only scrape /metrics"}),
         headers(("WWW-Authenticate" = String, description = "`Bearer error=\"insufficient_scope\"`"))
     )]
     Forbidden(ErrorBody),
