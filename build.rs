@@ -57,10 +57,11 @@ fn main() {
         writeln!(
             code,
             "    EmbeddedMigration {{ name: {name:?}, up: {}, down: {down}, run_in_transaction: {}, \
-             post_deploy: {} }},",
+             post_deploy: {}, batch: {} }},",
             file("up.sql"),
             metadata.run_in_transaction,
             metadata.post_deploy,
+            metadata.batch,
         )
         .unwrap();
     }
@@ -73,6 +74,8 @@ fn main() {
 struct Metadata {
     run_in_transaction: bool,
     post_deploy: bool,
+    /// `None`, or `Some(Batch { .. })`, as Rust.
+    batch: String,
 }
 
 impl Metadata {
@@ -82,6 +85,7 @@ impl Metadata {
             return Metadata {
                 run_in_transaction: true,
                 post_deploy: false,
+                batch: "None".to_owned(),
             };
         };
         let table: toml::Table = text
@@ -94,18 +98,43 @@ impl Metadata {
                     .unwrap_or_else(|| panic!("{}: {key} must be a boolean", path.display()))
             })
         };
-        Metadata {
-            // diesel reads a metadata.toml without this key as `false` (its serde default), the
-            // opposite of a folder without the file; one written for another key would silently
-            // take the migration out of its transaction. So it must be spelled out.
-            run_in_transaction: flag("run_in_transaction").unwrap_or_else(|| {
+        // diesel reads a metadata.toml without this key as `false` (its serde default), the
+        // opposite of a folder without the file; one written for another key would silently
+        // take the migration out of its transaction. So it must be spelled out.
+        let run_in_transaction = flag("run_in_transaction").unwrap_or_else(|| {
+            panic!(
+                "{}: say `run_in_transaction = true` (or false): diesel reads a missing key as \
+                 false",
+                path.display()
+            )
+        });
+        let remaining_rows = table.get("remaining_rows").map(|value| {
+            value.as_str().unwrap_or_else(|| {
                 panic!(
-                    "{}: say `run_in_transaction = true` (or false): diesel reads a missing key as \
-                     false",
+                    "{}: remaining_rows must be a SQL query, as a string",
                     path.display()
                 )
-            }),
+            })
+        });
+        let batch = match flag("batched").unwrap_or(false) {
+            // Each batch is a transaction of its own, which the service opens; the diesel CLI,
+            // which runs the file once, must not wrap it in one.
+            true if run_in_transaction => panic!(
+                "{}: a batched migration needs `run_in_transaction = false`: each batch runs in a \
+                 transaction of its own",
+                path.display()
+            ),
+            true => format!("Some(Batch {{ remaining_rows: {remaining_rows:?} }})"),
+            false if remaining_rows.is_some() => panic!(
+                "{}: remaining_rows is for a batched migration (`batched = true`)",
+                path.display()
+            ),
+            false => "None".to_owned(),
+        };
+        Metadata {
+            run_in_transaction,
             post_deploy: flag("post_deploy").unwrap_or(false),
+            batch,
         }
     }
 }

@@ -83,6 +83,12 @@ pub struct ServiceSettings {
     /// How long a migration keeps retrying its lock waits before it fails; also the bound on a
     /// non-transactional migration's one wait (`CREATE INDEX CONCURRENTLY`).
     pub migration_lock_budget: Seconds,
+    /// Milliseconds between two batches of a batched data migration: the rows one batch locked
+    /// are free again, and requests that waited for them run.
+    pub backfill_pause_ms: u64,
+    /// The longest one batch of a batched data migration may run (`statement_timeout`); a batch
+    /// that needs longer is too big, and fails rather than hold its row locks.
+    pub backfill_statement_timeout: Seconds,
     /// How long to keep retrying, at start, a database that does not answer yet (it is often
     /// still starting when the service does) before exiting with an error.
     pub database_wait: Seconds,
@@ -120,6 +126,8 @@ impl Default for ServiceSettings {
             migration_lock_timeout: Seconds(300),
             migration_lock_wait: Seconds(1),
             migration_lock_budget: Seconds(60),
+            backfill_pause_ms: 50,
+            backfill_statement_timeout: Seconds(10),
             database_wait: Seconds(30),
             shutdown_drain: Seconds(0),
             access_log: AccessLogFormat::Text,
@@ -234,11 +242,16 @@ impl Settings {
             config: pool.extract().map_err(invalid)?,
             min_idle: pool.extract_inner("min_idle").map_err(invalid)?,
         };
-        // r2d2 panics on either pool key being 0; a `lock_timeout` of 0 waits for ever.
+        // r2d2 panics on either pool key being 0; a `lock_timeout` or `statement_timeout` of 0
+        // waits for ever.
         for (key, value) in [
             (pool_key("pool_size"), pool.config.pool_size.into()),
             (pool_key("timeout"), pool.config.timeout.into()),
             ("migration_lock_wait".into(), service.migration_lock_wait.0),
+            (
+                "backfill_statement_timeout".into(),
+                service.backfill_statement_timeout.0,
+            ),
         ] {
             if value == 0 {
                 return Err(SettingsError {

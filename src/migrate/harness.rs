@@ -14,8 +14,8 @@ use diesel_migrations::{MigrationError, MigrationHarness};
 
 use super::waits::{self, Blocked, LockBudgetSpent, Waits, Watcher};
 use super::{
-    ApplyTarget, Direction, EmbeddedMigration, MigrateError, Migrations, PostDeploy, RevertTarget,
-    bookkeeping,
+    ApplyTarget, Batch, Direction, EmbeddedMigration, MigrateError, Migrations, PostDeploy,
+    RevertTarget, bookkeeping,
 };
 
 fn find(set: Migrations, spec: &str) -> Result<&'static EmbeddedMigration, MigrateError> {
@@ -120,6 +120,106 @@ pub fn revert<H: MigrationHarness<Pg>>(
     Ok(reverted)
 }
 
+/// What a batched migration's `remaining_rows` query says, before the first batch.
+fn rows_left(conn: &mut PgConnection, query: &str) -> migration::Result<u64> {
+    #[derive(QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let sql = format!(
+        "SELECT ({})::bigint AS rows",
+        query.trim().trim_end_matches(';')
+    );
+    let left = diesel::sql_query(sql).get_result::<Left>(conn)?;
+    Ok(left.rows.max(0) as u64)
+}
+
+/// The progress log of a batched migration: rows so far, rows a second and, when the rows left
+/// were counted first, about how long is left; at most once a second, and at the end.
+struct Progress<'a> {
+    migration: &'a EmbeddedMigration,
+    total: Option<u64>,
+    rows: u64,
+    batches: u64,
+    started: Instant,
+    logged: Instant,
+}
+
+impl<'a> Progress<'a> {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(migration: &'a EmbeddedMigration, total: Option<u64>) -> Self {
+        let now = Instant::now();
+        if let Some(total) = total {
+            log::info!(
+                "migration {migration}: about {} rows to change",
+                thousands(total)
+            );
+        }
+        Progress {
+            migration,
+            total,
+            rows: 0,
+            batches: 0,
+            started: now,
+            logged: now,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    fn batch(&mut self, changed: usize) {
+        self.rows += changed as u64;
+        self.batches += 1;
+        if self.logged.elapsed() < Self::EVERY {
+            return;
+        }
+        self.logged = Instant::now();
+        let rate = self.rate();
+        let left = match self.total {
+            Some(total) if rate > 0.0 => {
+                let seconds = total.saturating_sub(self.rows) as f64 / rate;
+                format!(", about {seconds:.0} s left")
+            }
+            _ => String::new(),
+        };
+        log::info!(
+            "migration {}: {} rows changed in {} batches, {} rows a second{left}",
+            self.migration,
+            thousands(self.rows),
+            self.batches,
+            thousands(rate as u64)
+        );
+    }
+
+    fn done(&self) {
+        log::info!(
+            "migration {}: no row left to change: {} rows in {} batches, {:.1} s, {} rows a second",
+            self.migration,
+            thousands(self.rows),
+            self.batches,
+            self.started.elapsed().as_secs_f64(),
+            thousands(self.rate() as u64)
+        );
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// Applies and reverts for real, over a connection that holds the migration lock.
 pub struct Harness<'a> {
     pub conn: &'a mut PgConnection,
@@ -160,9 +260,10 @@ impl Harness<'_> {
         };
         log::info!("{doing} migration {embedded}");
         let started = Instant::now();
-        match embedded.run_in_transaction {
-            true => self.in_transaction(migration, embedded, direction)?,
-            false => self.outside_transaction(migration, embedded, direction)?,
+        match (embedded.batch, direction, embedded.run_in_transaction) {
+            (Some(batch), Direction::Up, _) => self.batched(embedded, batch)?,
+            (_, _, true) => self.in_transaction(migration, embedded, direction)?,
+            (_, _, false) => self.outside_transaction(migration, embedded, direction)?,
         }
         let took = started.elapsed().as_millis();
         log::info!("{done} migration {embedded} in {took} ms");
@@ -179,10 +280,23 @@ impl Harness<'_> {
         embedded: &EmbeddedMigration,
         direction: Direction,
     ) -> migration::Result<()> {
+        let checksums = bookkeeping::checksums_sql(embedded, direction);
+        self.retried(embedded, |conn| {
+            run_step(conn, migration, direction, &checksums)
+        })
+    }
+
+    /// `body` in a transaction that waits at most `migration_lock_wait` for any lock, rolled back
+    /// and run again after a pause while that runs out, until `migration_lock_budget` is spent;
+    /// each attempt watched, so that a failed one names the session in its way.
+    fn retried<T>(
+        &mut self,
+        embedded: &EmbeddedMigration,
+        mut body: impl FnMut(&mut PgConnection) -> migration::Result<T>,
+    ) -> migration::Result<T> {
         let Waits {
             table_lock, budget, ..
         } = self.waits;
-        let checksums = bookkeeping::checksums_sql(embedded, direction);
         let set_wait = format!(
             "SET LOCAL lock_timeout = {}",
             waits::lock_timeout_literal(table_lock)
@@ -200,12 +314,12 @@ impl Harness<'_> {
                         // First, so that the migration's own `SET LOCAL lock_timeout`, in the
                         // files applied before this setting existed, still wins.
                         conn.batch_execute(&set_wait)?;
-                        run_step(conn, migration, direction, &checksums)
+                        body(conn)
                     })
                 },
             );
             let err = match outcome {
-                Ok(()) => return Ok(()),
+                Ok(done) => return Ok(done),
                 Err(err) if waits::is_lock_timeout(err.as_ref()) => err,
                 Err(err) => return Err(err),
             };
@@ -234,6 +348,50 @@ impl Harness<'_> {
             std::thread::sleep(pause);
         }
         unreachable!("the loop returns")
+    }
+
+    /// A batched migration: `up.sql` again and again, until a run changes no row.
+    ///
+    /// diesel's harness runs a migration once, in one transaction or none, so this loop is the
+    /// project's own. Each batch is one transaction, with the lock wait and its retries of any
+    /// transactional migration and a `statement_timeout`, so no batch holds its row locks for
+    /// long, and a pause between batches lets the requests that waited for them run. The batch
+    /// that changes no row also writes diesel's row and the checksums, in its transaction: the
+    /// migration is recorded only once no row is left, and a migrator stopped at any point
+    /// (killed, its connection lost) leaves every finished batch committed and the migration
+    /// pending, so the next `migrate run` goes on where it stopped.
+    fn batched(&mut self, embedded: &EmbeddedMigration, batch: Batch) -> migration::Result<()> {
+        let record = format!(
+            "{}\n{}\n{}",
+            bookkeeping::CREATE_CHECKSUMS,
+            bookkeeping::diesel_sql(embedded, Direction::Up),
+            bookkeeping::checksums_sql(embedded, Direction::Up)
+        );
+        let statement_timeout = format!(
+            "SET LOCAL statement_timeout = {}",
+            waits::lock_timeout_literal(self.waits.batch_statement)
+        );
+        let remaining = match batch.remaining_rows {
+            Some(query) => Some(rows_left(self.conn, query)?),
+            None => None,
+        };
+        let mut progress = Progress::new(embedded, remaining);
+        loop {
+            let changed = self.retried(embedded, |conn| {
+                conn.batch_execute(&statement_timeout)?;
+                let changed = diesel::sql_query(embedded.up).execute(conn)?;
+                if changed == 0 {
+                    conn.batch_execute(&record)?;
+                }
+                Ok(changed)
+            })?;
+            if changed == 0 {
+                progress.done();
+                return Ok(());
+            }
+            progress.batch(changed);
+            std::thread::sleep(self.waits.batch_pause);
+        }
     }
 
     /// A migration outside a transaction (`CREATE INDEX CONCURRENTLY`) cannot be retried: what
@@ -368,14 +526,56 @@ impl Script {
         let diesel_row = bookkeeping::diesel_sql(embedded, direction);
         let checksums = bookkeeping::checksums_sql(embedded, direction);
         let body = body.trim_end();
-        self.sql +=
-            &format!("\n-- {verb} {embedded}\n{begin}{body}\n{diesel_row}\n{checksums}\n{commit}");
+        self.sql += &match (embedded.batch, direction) {
+            (Some(_), Direction::Up) => self.batches(embedded, body, &diesel_row, &checksums),
+            _ => format!(
+                "\n-- {verb} {embedded}\n{begin}{body}\n{diesel_row}\n{checksums}\n{commit}"
+            ),
+        };
         self.applied.retain(|applied| *applied != version);
         if direction == Direction::Up {
             self.applied.push(version.as_owned());
             self.applied.sort_by(|a, b| b.cmp(a));
         }
         Ok(version)
+    }
+}
+
+impl Script {
+    /// A batched migration as the service runs it: a `DO` block that runs the statement, commits,
+    /// and repeats until a run changes no row, which also records the migration. (A `DO` block
+    /// may commit from PostgreSQL 11 on, when psql runs it outside a transaction, as here.)
+    fn batches(
+        &self,
+        embedded: &EmbeddedMigration,
+        body: &str,
+        diesel_row: &str,
+        checksums: &str,
+    ) -> String {
+        let pause = self.waits.batch_pause.as_secs_f64();
+        let lock = waits::lock_timeout_literal(self.waits.table_lock);
+        let statement = waits::lock_timeout_literal(self.waits.batch_statement);
+        let tag = (0..)
+            .map(|n| format!("$batch{n}$"))
+            .find(|tag| !body.contains(tag.as_str()))
+            .expect("some tag is free");
+        format!(
+            "\n-- Apply {embedded}\n\
+             -- Batched: the statement runs again and again, each time in a transaction of its own,\n\
+             -- until it changes no row; that run records the migration.\n\
+             DO $batched$\n\
+             DECLARE\n    changed bigint;\n\
+             BEGIN\n    LOOP\n        \
+             PERFORM set_config('lock_timeout', {lock}, true); -- migration_lock_wait\n        \
+             PERFORM set_config('statement_timeout', {statement}, true); -- backfill_statement_timeout\n        \
+             EXECUTE {tag}\n{body}\n{tag};\n        \
+             GET DIAGNOSTICS changed = ROW_COUNT;\n        \
+             IF changed = 0 THEN\n{diesel_row}\n{checksums}\n        END IF;\n        \
+             COMMIT;\n        \
+             EXIT WHEN changed = 0;\n        \
+             PERFORM pg_sleep({pause}); -- backfill_pause_ms\n    \
+             END LOOP;\nEND\n$batched$;\n"
+        )
     }
 }
 

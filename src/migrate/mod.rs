@@ -28,7 +28,7 @@ pub use bookkeeping::{Recorded, Recording, applied, recorded};
 pub use drift::{Drift, SCHEMA, SchemaColumn};
 pub use lock::LOCK_KEY;
 pub use readiness::{Unready, readiness};
-pub use source::{EmbeddedMigration, MIGRATIONS, Migrations};
+pub use source::{Batch, EmbeddedMigration, MIGRATIONS, Migrations};
 pub use waits::Waits;
 
 use harness::{Harness, Script};

@@ -26,6 +26,18 @@ pub struct EmbeddedMigration {
     /// runs a binary that has it. The binary that ships it serves without it: `/ready` does not
     /// wait for it, and `migrate run --skip-post-deploy` leaves it (and what follows) pending.
     pub post_deploy: bool,
+    /// A batched data migration (`batched = true` in its metadata.toml): `up.sql` changes at most
+    /// one batch of rows, and is run again, each time in a transaction of its own, until a run
+    /// changes none (`Harness` in harness.rs).
+    pub batch: Option<Batch>,
+}
+
+/// What a batched migration's metadata.toml says besides `batched = true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// `remaining_rows`: a query of one `bigint`, the rows still to change, read once before the
+    /// first batch, so that the progress log can say how long is left.
+    pub remaining_rows: Option<&'static str>,
 }
 
 /// A set of migrations, in version order.

@@ -26,8 +26,12 @@ pub struct Waits {
     pub migration_lock: Duration,
     /// Per attempt, for a table lock.
     pub table_lock: Duration,
-    /// For table locks over all of a migration's attempts.
+    /// For table locks over all of a migration's attempts (of each batch, for a batched one).
     pub budget: Duration,
+    /// Between two batches of a batched migration, to let traffic through.
+    pub batch_pause: Duration,
+    /// The longest one batch may run (`statement_timeout`).
+    pub batch_statement: Duration,
 }
 
 impl From<&ServiceSettings> for Waits {
@@ -36,6 +40,8 @@ impl From<&ServiceSettings> for Waits {
             migration_lock: service.migration_lock_timeout.into(),
             table_lock: service.migration_lock_wait.into(),
             budget: service.migration_lock_budget.into(),
+            batch_pause: Duration::from_millis(service.backfill_pause_ms),
+            batch_statement: service.backfill_statement_timeout.into(),
         }
     }
 }

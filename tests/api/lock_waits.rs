@@ -23,15 +23,7 @@ const HOLD: Duration = Duration::from_secs(8);
 
 /// The service's migrations and `extra` after them.
 fn with_one_more(extra: EmbeddedMigration) -> Migrations {
-    let mut all: Vec<EmbeddedMigration> = (FILES.iter())
-        .map(|m| EmbeddedMigration {
-            name: m.name,
-            up: m.up,
-            down: m.down,
-            run_in_transaction: m.run_in_transaction,
-            post_deploy: m.post_deploy,
-        })
-        .collect();
+    let mut all: Vec<EmbeddedMigration> = FILES.to_vec();
     all.push(extra);
     Migrations(Box::leak(all.into_boxed_slice()))
 }
@@ -43,6 +35,7 @@ const NEW_WAY: EmbeddedMigration = EmbeddedMigration {
     down: Some("ALTER TABLE student DROP CONSTRAINT student_id_positive;"),
     run_in_transaction: true,
     post_deploy: false,
+    batch: None,
 };
 
 /// The same change as the migrations before the harness set lock waits were written: the file's
@@ -59,6 +52,7 @@ const CONCURRENT_INDEX: EmbeddedMigration = EmbeddedMigration {
     down: Some("DROP INDEX CONCURRENTLY IF EXISTS student_last_name_idx;"),
     run_in_transaction: false,
     post_deploy: false,
+    batch: None,
 };
 
 /// Holds `lock` (SQL run inside a transaction) on `db` for `hold` in a thread; returns once the

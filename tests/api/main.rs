@@ -7,6 +7,7 @@ mod process;
 
 mod access;
 mod bad_input;
+mod batched;
 mod binary;
 mod cli;
 mod drift;

@@ -132,6 +132,7 @@ const CREATE_THING: EmbeddedMigration = EmbeddedMigration {
     down: Some("DROP TABLE thing;"),
     run_in_transaction: true,
     post_deploy: false,
+    batch: None,
 };
 const ADD_SIZE: EmbeddedMigration = EmbeddedMigration {
     name: "2020-01-02-000000-0000_add_size",

@@ -265,6 +265,7 @@ const BROKEN: Migrations = Migrations(&[
         )),
         run_in_transaction: true,
         post_deploy: false,
+        batch: None,
     },
     EmbeddedMigration {
         name: "2020-01-02-000000-0000_broken",
@@ -274,6 +275,7 @@ const BROKEN: Migrations = Migrations(&[
         )),
         run_in_transaction: true,
         post_deploy: false,
+        batch: None,
     },
 ]);
 
@@ -321,6 +323,7 @@ const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
         down: Some("DROP TABLE thing;"),
         run_in_transaction: true,
         post_deploy: false,
+        batch: None,
     },
     EmbeddedMigration {
         name: "2020-01-02-000000-0000_drop_legacy",
@@ -328,6 +331,7 @@ const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
         down: Some("ALTER TABLE thing ADD COLUMN legacy int;"),
         run_in_transaction: true,
         post_deploy: true,
+        batch: None,
     },
     EmbeddedMigration {
         name: "2020-01-03-000000-0000_add_label",
@@ -335,6 +339,7 @@ const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
         down: Some("ALTER TABLE thing DROP COLUMN label;"),
         run_in_transaction: true,
         post_deploy: false,
+        batch: None,
     },
 ]);
 
