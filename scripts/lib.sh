@@ -13,7 +13,8 @@ python_tool() {
   local venv=$1 requirement=$2
   local package=${requirement%%==*} version=${requirement#*==}
   command -v python3 >/dev/null || die "python3 is needed for $package"
-  if ! "$venv/bin/pip" show "$package" 2>/dev/null | grep -qx "Version: $version"; then
+  # grep reads it all (no -q): stopping early would fail pip on a closed pipe, under pipefail.
+  if ! "$venv/bin/pip" show "$package" 2>/dev/null | grep -x "Version: $version" >/dev/null; then
     echo "Installing $requirement into $venv" >&2
     python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$requirement"

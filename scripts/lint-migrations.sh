@@ -11,6 +11,9 @@
 # step outside a post-deploy migration (`post_deploy = true` in its metadata.toml). It also checks
 # itself on tests/lint/: the breaking steps must fail, the marked contract step must pass.
 #
+# It refuses an UPDATE or DELETE that may change a whole table in one transaction
+# (scripts/lint-data-changes.py).
+#
 # Last, scripts/check-migration-order.sh reads git for the order migrations were added in, which
 # must be their timestamps' order, and is checked on a throwaway repository that breaks it.
 set -euo pipefail
@@ -20,8 +23,10 @@ cd "$root"
 . scripts/lib.sh
 
 SQUAWK_VERSION=2.70.0
+PGLAST_VERSION=8.8
 venv=target/lint-venv
 python_tool "$venv" "squawk-cli==$SQUAWK_VERSION"
+python_tool "$venv" "pglast==$PGLAST_VERSION"
 squawk() { "$venv/bin/squawk" --config .squawk.toml --reporter gcc "$@"; }
 
 in_transaction=()
@@ -100,6 +105,22 @@ if ! squawk tests/lint/marked-contract-step.sql >/dev/null; then
   status=1
 fi
 
+# No UPDATE or DELETE that may change a whole table in one go (scripts/lint-data-changes.py):
+# bounded by a LIMIT, as a batched migration's batch is, or by the rows it names. Checked on
+# tests/lint/ too: the unbounded ones must be refused, the bounded ones accepted.
+"$venv/bin/python" scripts/lint-data-changes.py migrations/*/up.sql migrations/*/down.sql || status=1
+for fixture in tests/lint/unbounded-update.sql tests/lint/unbounded-delete.sql \
+  tests/lint/skip-locked-batch.sql; do
+  if "$venv/bin/python" scripts/lint-data-changes.py "$fixture" 2>/dev/null; then
+    echo "self-check: lint-data-changes.py accepts $fixture, an unbounded change of a whole table" >&2
+    status=1
+  fi
+done
+if ! "$venv/bin/python" scripts/lint-data-changes.py tests/lint/bounded-changes.sql; then
+  echo "self-check: lint-data-changes.py refuses tests/lint/bounded-changes.sql, bounded changes" >&2
+  status=1
+fi
+
 # The order migrations were added in, read from git, must be their timestamps' order; and the
 # check refuses a history that breaks it (a throwaway repository with an older-stamped migration
 # committed after a newer one, then the same folder renamed, which it must accept).
@@ -127,5 +148,5 @@ if ! "$root/scripts/check-migration-order.sh" "$order_fixture"; then
 fi
 rm -rf "$order_fixture"
 
-[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate and the order check refuse what they must"
+[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate, the data-change check and the order check refuse what they must"
 exit "$status"
