@@ -67,6 +67,19 @@ fn counts(db: &TestDb) -> Counts {
     .unwrap()
 }
 
+/// A database with `thing` and its rows, the batched migration still pending.
+fn with_thing() -> TestDb {
+    let db = TestDb::empty();
+    migrator(&db, set(MARK_DONE), Waits::default())
+        .run(
+            &ApplyTarget::Through(CREATE_THING.name.to_owned()),
+            PostDeploy::Apply,
+            Order::InOrder,
+        )
+        .unwrap();
+    db
+}
+
 fn recorded(db: &TestDb, migration: &EmbeddedMigration) -> bool {
     applied_versions(&mut db.connect()).contains(&migration.version())
 }
@@ -94,14 +107,7 @@ fn a_batched_migration_runs_one_transaction_per_batch_until_none_is_left_then_is
 
 #[test]
 fn a_batched_migration_stopped_midway_goes_on_where_it_stopped_with_nothing_written_twice() {
-    let db = TestDb::empty();
-    migrator(&db, set(MARK_DONE), Waits::default())
-        .run(
-            &ApplyTarget::Through(CREATE_THING.name.to_owned()),
-            PostDeploy::Apply,
-            Order::InOrder,
-        )
-        .unwrap();
+    let db = with_thing();
     // Slow enough between batches to be cut off in the middle.
     let slow = Waits {
         batch_pause: Duration::from_millis(150),
@@ -187,14 +193,7 @@ fn a_batch_that_runs_past_the_statement_timeout_fails_and_records_nothing() {
 
 #[test]
 fn a_batch_behind_a_locked_row_waits_briefly_and_is_retried_until_the_lock_goes() {
-    let db = TestDb::empty();
-    migrator(&db, set(MARK_DONE), Waits::default())
-        .run(
-            &ApplyTarget::Through(CREATE_THING.name.to_owned()),
-            PostDeploy::Apply,
-            Order::InOrder,
-        )
-        .unwrap();
+    let db = with_thing();
     // A request's transaction holding one row of the second batch for 2.5 s.
     let url = db.url().to_owned();
     let holder = std::thread::spawn(move || {
