@@ -11,8 +11,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 . scripts/lib.sh
 
-command -v haproxy >/dev/null || die "haproxy is missing: sudo apt-get install haproxy"
-command -v psql >/dev/null || die "psql is missing: sudo apt-get install postgresql-client"
+require haproxy psql
 
 cargo build --locked --quiet --bin students-api
 work=$root/target/edge-test

@@ -7,6 +7,18 @@ die() {
   exit 1
 }
 
+# Stops, naming the Debian package to install, when one of these commands is missing.
+require() {
+  local command package
+  for command in "$@"; do
+    case $command in
+      psql) package=postgresql-client ;;
+      *) package=$command ;;
+    esac
+    command -v "$command" >/dev/null || die "$command is missing: sudo apt-get install $package"
+  done
+}
+
 # Makes sure the venv in $1 holds $2, a pinned requirement (`package==version`) from PyPI,
 # creating or updating it only when it does not.
 python_tool() {

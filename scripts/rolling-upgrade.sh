@@ -16,8 +16,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 . scripts/lib.sh
 
-command -v haproxy >/dev/null || die "haproxy is missing: sudo apt-get install haproxy"
-command -v psql >/dev/null || die "psql is missing: sudo apt-get install postgresql-client"
+require haproxy psql
 
 expand=$(cd migrations && printf '%s\n' *_create_api_token | head -n 1)
 [ -f "migrations/$expand/up.sql" ] || die "no *_create_api_token migration"

@@ -125,15 +125,20 @@ fn the_pool_the_schema_version_and_the_build_are_reported() {
     assert_eq!(sample(&text, "students_api_pool_timeouts_total"), Some(0.0));
 }
 
+/// A pool timeout long enough that a scrape waiting for it could not pass for one that did not.
+const POOL_TIMEOUT: u64 = 5;
+
+fn with_long_pool_timeout(db: &TestDb) -> Client {
+    client_with(crate::helpers::figment(db).merge((
+        format!("databases.{}.timeout", students_api::settings::DATABASE),
+        POOL_TIMEOUT,
+    )))
+}
+
 #[test]
 fn without_a_database_a_scrape_answers_well_inside_the_pool_timeout() {
-    // A pool timeout long enough that a scrape waiting for it could not pass.
-    let pool_timeout = 5;
     let db = TestDb::migrated();
-    let client = client_with(crate::helpers::figment(&db).merge((
-        format!("databases.{}.timeout", students_api::settings::DATABASE),
-        pool_timeout,
-    )));
+    let client = with_long_pool_timeout(&db);
     // Prometheus' token, looked up once while the database answered, then stale.
     scrape(&client);
     std::thread::sleep(students_api::auth::FRESH);
@@ -145,8 +150,8 @@ fn without_a_database_a_scrape_answers_well_inside_the_pool_timeout() {
     let took = started.elapsed();
     db.allow_connections();
     assert!(
-        took < std::time::Duration::from_secs(pool_timeout / 2),
-        "the scrape took {took:?}, as if it waited the {pool_timeout} s pool timeout"
+        took < std::time::Duration::from_secs(POOL_TIMEOUT / 2),
+        "the scrape took {took:?}, as if it waited the {POOL_TIMEOUT} s pool timeout"
     );
     assert!(
         text.contains("students_api_pool_connections_open"),
@@ -157,11 +162,7 @@ fn without_a_database_a_scrape_answers_well_inside_the_pool_timeout() {
 #[test]
 fn without_a_database_a_token_never_looked_up_cannot_scrape() {
     let db = TestDb::migrated();
-    let pool_timeout = 5;
-    let client = client_with(crate::helpers::figment(&db).merge((
-        format!("databases.{}.timeout", students_api::settings::DATABASE),
-        pool_timeout,
-    )));
+    let client = with_long_pool_timeout(&db);
     let token = crate::helpers::token(&client);
     db.refuse_connections();
 
@@ -175,7 +176,7 @@ fn without_a_database_a_token_never_looked_up_cannot_scrape() {
     // Answered within the scrape's bound on the lookup, not the pool's timeout.
     assert_eq!(response.status(), Status::ServiceUnavailable);
     assert!(
-        took < std::time::Duration::from_secs(pool_timeout / 2),
+        took < std::time::Duration::from_secs(POOL_TIMEOUT / 2),
         "{took:?}"
     );
 }
