@@ -146,19 +146,6 @@ pub fn create(conn: &mut PgConnection, name: &str, scope: Scope) -> Result<Strin
     }
 }
 
-/// Whether the migration that creates `api_token` is applied (by the catalog, not by a failing
-/// query, whose message depends on the server's language).
-pub fn table_exists(conn: &mut PgConnection) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Exists {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        exists: bool,
-    }
-    diesel::sql_query("SELECT to_regclass('api_token') IS NOT NULL AS exists")
-        .get_result::<Exists>(conn)
-        .map(|row| row.exists)
-}
-
 /// Every token, revoked ones too, oldest first.
 pub fn list(conn: &mut PgConnection) -> QueryResult<Vec<TokenRecord>> {
     api_token::table

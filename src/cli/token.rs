@@ -10,6 +10,7 @@ use diesel::prelude::*;
 
 use crate::auth::FRESH;
 use crate::auth::tokens::{self, Scope};
+use crate::migrate;
 use crate::settings::{self, Settings};
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +65,7 @@ fn run_token(command: &TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|err| format!("cannot connect to the database: {err}"))?;
     // One-off statements, which may go through a transaction pooler: none is worth preparing.
     conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-    if !tokens::table_exists(&mut conn)? {
+    if !migrate::table_exists(&mut conn, "api_token")? {
         return Err(
             "this database has no api_token table yet: apply the migrations first \
                     (`students-api migrate run`)"

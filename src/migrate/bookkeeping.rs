@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS __migration_checksums (
 );
 ALTER TABLE __migration_checksums ADD COLUMN IF NOT EXISTS name text;";
 
-fn table_exists(conn: &mut PgConnection, table: &str) -> QueryResult<bool> {
+/// Whether `table` exists where unqualified queries find it, by the catalog rather than by a
+/// failing query, whose message depends on the server's language.
+pub fn table_exists(conn: &mut PgConnection, table: &str) -> QueryResult<bool> {
     let exists = sql::<Bool>("to_regclass(")
         .bind::<Text, _>(table)
         .sql(") IS NOT NULL");

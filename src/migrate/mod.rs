@@ -24,7 +24,7 @@ use std::error::Error as StdError;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-pub use bookkeeping::{Recorded, Recording, applied, recorded};
+pub use bookkeeping::{Recorded, Recording, applied, recorded, table_exists};
 pub use drift::{Drift, SCHEMA, SchemaColumn};
 pub use lock::LOCK_KEY;
 pub use readiness::{Unready, readiness};
