@@ -21,6 +21,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         email -> Nullable<Text>,
+        enrolled_on -> Date,
     }
 }
 

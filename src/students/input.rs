@@ -2,6 +2,7 @@
 //! Each type here is at once what is parsed, what is written to the table and what
 //! `/openapi.json` documents, so the three cannot drift apart.
 
+use chrono::NaiveDate;
 use diesel::prelude::*;
 use diesel_derive_newtype::DieselNewType;
 use rocket::form::{self, FromForm, FromFormField, Strict, ValueField};
@@ -169,6 +170,68 @@ impl FromJson for Email {
     }
 }
 
+/// A calendar day as `YYYY-MM-DD`, years 0001 to 9999: what JSON Schema's `format: date` (RFC
+/// 3339's full-date) allows, and what PostgreSQL's `date` and the responses write back unchanged.
+/// The problems have pydantic's kinds: `date_type` for a value that is not a string, `date_parsing`
+/// for a string that is not such a day.
+impl FromJson for NaiveDate {
+    fn from_json(value: &Value) -> Result<Self, Problem> {
+        let Value::String(text) = value else {
+            return Err(Problem::new("Input should be a valid date", "date_type"));
+        };
+        parse_day(text).map_err(|reason| {
+            Problem::new(
+                format!("Input should be a valid date in the format YYYY-MM-DD, {reason}"),
+                "date_parsing",
+            )
+        })
+    }
+}
+
+fn parse_day(text: &str) -> Result<NaiveDate, &'static str> {
+    let bytes = text.as_bytes();
+    match bytes.len().cmp(&10) {
+        std::cmp::Ordering::Less => return Err("input is too short"),
+        std::cmp::Ordering::Greater => return Err("input is too long"),
+        std::cmp::Ordering::Equal => {}
+    }
+    let number = |range: std::ops::Range<usize>, what| {
+        bytes[range].iter().try_fold(0, |n, b| match b {
+            b'0'..=b'9' => Ok(n * 10 + u32::from(b - b'0')),
+            _ => Err(what),
+        })
+    };
+    let year = number(0..4, "invalid character in year")?;
+    if bytes[4] != b'-' || bytes[7] != b'-' {
+        return Err("invalid date separator, expected `-`");
+    }
+    let month = number(5..7, "invalid character in month")?;
+    let day = number(8..10, "invalid character in day")?;
+    if year == 0 {
+        return Err("year value is outside expected range of 1-9999");
+    }
+    if !(1..=12).contains(&month) {
+        return Err("month value is outside expected range of 1-12");
+    }
+    NaiveDate::from_ymd_opt(year as i32, month, day).ok_or("day value is outside expected range")
+}
+
+/// The schema of a day as input: a string, never `null`.
+fn day_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Date,
+        )))
+        .pattern(Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))
+        .description(Some(
+            "The day the student enrolled, YYYY-MM-DD (years 0001 to 9999), never null. Absent on \
+             POST: today, in UTC. Absent on PUT or PATCH: unchanged.",
+        ))
+        .examples([Value::from("2024-09-02")])
+        .into()
+}
+
 /// A new student, or every field of an existing one.
 #[derive(Debug, Insertable, AsChangeset, ToSchema)]
 #[diesel(table_name = student)]
@@ -185,6 +248,9 @@ pub struct StudentCreate {
     #[diesel(treat_none_as_null = true)]
     #[schema(schema_with = Email::nullable_schema, required = false)]
     pub email: Option<Email>,
+    // Absent on PUT: unchanged, unlike `email`, so clients written before the field keep working.
+    #[schema(schema_with = day_schema, required = false)]
+    pub enrolled_on: Option<NaiveDate>,
 }
 
 impl FromJsonObject for StudentCreate {
@@ -194,11 +260,13 @@ impl FromJsonObject for StudentCreate {
         let last_name = fields.required("last_name");
         let major = fields.required("major");
         let email = fields.optional::<Option<Email>>("email").flatten();
+        let enrolled_on = fields.optional("enrolled_on");
         Some(StudentCreate {
             first_name: first_name?,
             last_name: last_name?,
             major: major?,
             email,
+            enrolled_on,
         })
     }
 }
@@ -217,6 +285,8 @@ pub struct StudentUpdate {
     /// Absent: unchanged; `null`: removed.
     #[schema(schema_with = Email::nullable_schema, required = false)]
     pub email: Option<Option<Email>>,
+    #[schema(schema_with = day_schema)]
+    pub enrolled_on: Option<NaiveDate>,
 }
 
 impl FromJsonObject for StudentUpdate {
@@ -226,6 +296,7 @@ impl FromJsonObject for StudentUpdate {
             last_name: fields.optional("last_name"),
             major: fields.optional("major"),
             email: fields.optional("email"),
+            enrolled_on: fields.optional("enrolled_on"),
         })
     }
 }
@@ -302,6 +373,60 @@ mod tests {
         assert_eq!(name("  Ada \n").unwrap().as_str(), "Ada");
         assert_eq!(name(&"😀".repeat(101)).unwrap_err().kind, "string_too_long");
         assert_eq!(name("\u{3000}\t").unwrap_err().kind, "string_too_short");
+    }
+
+    fn day(value: Value) -> Result<NaiveDate, Problem> {
+        NaiveDate::from_json(&value)
+    }
+
+    #[test]
+    fn a_day_is_exactly_yyyy_mm_dd_in_years_1_to_9999() {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(day("2024-02-29".into()).unwrap(), ymd(2024, 2, 29));
+        assert_eq!(day("0001-01-01".into()).unwrap(), ymd(1, 1, 1));
+        assert_eq!(day("9999-12-31".into()).unwrap(), ymd(9999, 12, 31));
+        for (text, reason) in [
+            ("2023-02-29", "day value is outside expected range"),
+            (
+                "2024-13-01",
+                "month value is outside expected range of 1-12",
+            ),
+            (
+                "2024-00-10",
+                "month value is outside expected range of 1-12",
+            ),
+            (
+                "0000-01-01",
+                "year value is outside expected range of 1-9999",
+            ),
+            ("2024-1-01", "input is too short"),
+            ("2024-01-01T00:00:00Z", "input is too long"),
+            ("2024/01/01", "invalid date separator, expected `-`"),
+            ("+024-01-01", "invalid character in year"),
+            ("2024-0a-01", "invalid character in month"),
+            ("2024-01-0\0", "invalid character in day"),
+            ("２０２４-01-01", "input is too long"),
+        ] {
+            let problem = day(text.into()).unwrap_err();
+            assert_eq!(problem.kind, "date_parsing", "{text}");
+            assert!(problem.msg.ends_with(reason), "{text}: {}", problem.msg);
+        }
+        for value in [
+            Value::Null,
+            20240101.into(),
+            true.into(),
+            serde_json::json!(["2024-01-01"]),
+        ] {
+            assert_eq!(day(value).unwrap_err().kind, "date_type");
+        }
+    }
+
+    #[test]
+    fn a_day_is_written_back_as_it_was_read() {
+        for text in ["0001-01-01", "0999-06-30", "2024-02-29", "9999-12-31"] {
+            let parsed = day(text.into()).unwrap();
+            assert_eq!(serde_json::to_value(parsed).unwrap(), Value::from(text));
+        }
     }
 
     #[test]

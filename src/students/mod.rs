@@ -185,7 +185,11 @@ pub async fn create(
     pool: &State<Pool>,
     body: Result<JsonBody<StudentCreate>, ApiError>,
 ) -> Result<Created<Json<Student>>, ApiError> {
-    let JsonBody(new) = body?;
+    let JsonBody(mut new) = body?;
+    // Today in UTC, from the clock here rather than the column's DEFAULT CURRENT_DATE, which
+    // depends on the session's TimeZone.
+    new.enrolled_on
+        .get_or_insert_with(|| chrono::Utc::now().date_naive());
     let student = db::run(pool, move |conn| Student::insert(conn, &new)).await?;
     Ok(Created::new(uri!(get_one(student.id)).to_string()).body(Json(student)))
 }
@@ -193,6 +197,7 @@ pub async fn create(
 /// Replace every field of a student.
 ///
 /// `email` is optional, as in `POST`: sent without it, the student no longer has one.
+/// `enrolled_on` is optional too: sent without it, it stays as it was.
 #[utoipa::path(
     put,
     operation_id = "replace_student",

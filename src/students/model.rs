@@ -2,7 +2,7 @@
 //! these inside the pool's blocking task. A missing student is `Ok(None)` here, so the wording of
 //! the 404 stays with the routes.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 use rocket::serde::Serialize;
@@ -33,6 +33,48 @@ pub struct Student {
     /// `null` when none was given.
     #[schema(example = "alice.johnson@example.edu")]
     pub email: Option<String>,
+    /// The day the student enrolled (`YYYY-MM-DD`); for students created before the field
+    /// existed, the day they were created, in UTC.
+    #[diesel(select_expression = enrolled_on_or_created_day())]
+    #[diesel(select_expression_type = EnrolledOnOrCreatedDay)]
+    #[schema(example = "2024-09-02")]
+    pub enrolled_on: NaiveDate,
+}
+
+// A row the backfill (a post-deploy migration) has not reached yet still holds NULL, while
+// `src/schema.rs` declares the column as it ends, NOT NULL. This binary serves from the expand step
+// on, so it reads the column with the backfill's own fallback, the creation day in UTC: the answer
+// is the same before and after the backfill reaches a row. Declared functions rather than `sql()`,
+// so the query keeps one text and diesel keeps its prepared statement.
+mod sql {
+    use diesel::sql_types::{Date, Nullable, Text, Timestamp, Timestamptz};
+
+    diesel::define_sql_function! {
+        fn coalesce(value: Nullable<Date>, fallback: Date) -> Date;
+    }
+    diesel::define_sql_function! {
+        fn timezone(zone: Text, at: Timestamptz) -> Timestamp;
+    }
+    diesel::define_sql_function! {
+        fn date(at: Timestamp) -> Date;
+    }
+}
+
+type EnrolledOnOrCreatedDay = sql::coalesce<
+    diesel::dsl::Nullable<student::enrolled_on>,
+    sql::date<
+        sql::timezone<
+            diesel::dsl::AsExprOf<&'static str, diesel::sql_types::Text>,
+            student::created_at,
+        >,
+    >,
+>;
+
+fn enrolled_on_or_created_day() -> EnrolledOnOrCreatedDay {
+    sql::coalesce(
+        student::enrolled_on.nullable(),
+        sql::date(sql::timezone("UTC", student::created_at)),
+    )
 }
 
 /// One page of students as the JSON array the API serves, and the last id on it when another

@@ -277,6 +277,27 @@ fn cases() -> Vec<Case> {
                     (&["body", "email"], "value_error"),
                 ]),
             ),
+        Case::new("post enrolled_on impossible day", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": "2023-02-29"}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_parsing")])),
+        Case::new("post enrolled_on month 13", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": "2024-13-01"}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_parsing")])),
+        Case::new("post enrolled_on with a time", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": "2024-09-02T00:00:00Z"}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_parsing")])),
+        Case::new("post enrolled_on year 0", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": "0000-01-01"}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_parsing")])),
+        Case::new("post enrolled_on with NUL", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": "2024-01-0\u0000"}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_parsing")])),
+        Case::new("post enrolled_on as number", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": 20240902}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_type")])),
+        Case::new("post enrolled_on null", Post, "/students")
+            .json(r#"{"first_name": "A", "last_name": "B", "major": "C", "enrolled_on": null}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_type")])),
         Case::new("post every field wrong", Post, "/students")
             .json(r#"{"first_name": "", "last_name": 1, "nick": "x"}"#)
             .answers(
@@ -331,6 +352,21 @@ fn cases() -> Vec<Case> {
         Case::new("patch email without @", Patch, "/students/1")
             .json(r#"{"email": "alice.example.edu"}"#)
             .answers(422, Fields(&[(&["body", "email"], "value_error")])),
+        Case::new("patch enrolled_on null", Patch, "/students/1")
+            .json(r#"{"enrolled_on": null}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_type")])),
+        Case::new("patch enrolled_on not a day", Patch, "/students/1")
+            .json(r#"{"enrolled_on": "yesterday"}"#)
+            .answers(422, Fields(&[(&["body", "enrolled_on"], "date_parsing")])),
+        Case::new("put enrolled_on and name wrong", Put, "/students/1")
+            .json(r#"{"first_name": "A", "last_name": "", "major": "C", "enrolled_on": "2024-02-30"}"#)
+            .answers(
+                422,
+                Fields(&[
+                    (&["body", "last_name"], "string_too_short"),
+                    (&["body", "enrolled_on"], "date_parsing"),
+                ]),
+            ),
         Case::new("patch email as number", Patch, "/students/1")
             .json(r#"{"email": 7}"#)
             .answers(422, Fields(&[(&["body", "email"], "string_type")])),

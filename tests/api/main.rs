@@ -11,6 +11,7 @@ mod batched;
 mod binary;
 mod cli;
 mod drift;
+mod enrolled_on;
 mod errors;
 mod health;
 mod least_privilege;

@@ -53,6 +53,7 @@ fn listing_students_on_a_fresh_database_returns_the_five_seeded_students_in_id_o
         [
             "created_at",
             "email",
+            "enrolled_on",
             "first_name",
             "id",
             "last_name",

@@ -1,0 +1,1 @@
+ALTER TABLE student DROP CONSTRAINT student_enrolled_on_not_null;
