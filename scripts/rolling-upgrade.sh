@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The rolling-upgrade test: three replicas of the previous release behind HAProxy, replaced one by
-# one with this checkout's binary under constant load while its migrations are applied (the
-# `api_token` table) and clients start sending a token, with zero failed requests allowed (tests/harness/rolling_upgrade.py says exactly what it checks).
+# one with this checkout's binary under constant load while its migrations are applied: the
+# `enrolled_on` column, then, under the new binary, the batched backfill of 200,000 old students
+# (killed with SIGKILL halfway and run again) and the contract steps. Zero failed requests allowed;
+# tests/harness/rolling_upgrade.py says exactly what it checks.
 # Then its negative control: a column renamed in one step must make the same checks fail.
 #
 #   scripts/rolling-upgrade.sh                      # both, against a throwaway PostgreSQL
@@ -18,8 +20,8 @@ cd "$root"
 
 require haproxy psql
 
-expand=$(cd migrations && printf '%s\n' *_create_api_token | head -n 1)
-[ -f "migrations/$expand/up.sql" ] || die "no *_create_api_token migration"
+expand=$(cd migrations && printf '%s\n' *_add_student_enrolled_on | head -n 1)
+[ -f "migrations/$expand/up.sql" ] || die "no *_add_student_enrolled_on migration"
 if [ -z "${OLD_COMMIT:-}" ]; then
   added=$(git log --diff-filter=A --format=%H -1 -- "migrations/$expand/up.sql")
   [ -n "$added" ] || die "git history does not say which commit added migrations/$expand"

@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
-"""A rolling upgrade with a schema change, under load, behind HAProxy: run by
-scripts/rolling-upgrade.sh, which builds the two binaries and gives DATABASE_URL.
+"""A rolling upgrade with a schema change and a backfill of --rows students, under load, behind
+HAProxy: run by scripts/rolling-upgrade.sh, which builds the two binaries and gives DATABASE_URL.
 
 Three replicas of the previous binary serve behind HAProxy, which sends traffic only to replicas
 whose /ready answers 200. Every replica reaches PostgreSQL through PgBouncer in transaction
 pooling mode, with `prepared_statements = false`, as in the Kubernetes topology; migrations go
-direct. Under constant mixed load (students with an email, which both releases serve):
+direct. The table starts with --rows students created over the past years. Under constant mixed
+load with a token (pages anywhere in the table, reads, new students, PATCHes of old and new
+students):
 
-  1. the new binary applies what must come before it: `migrate run --skip-post-deploy`, which
-     creates the `api_token` table (expand);
-  2. `students-api token create` makes a token, and clients send it from then on: the previous
-     release ignores the header, the new one refuses writes without it;
-  3. each old replica gets SIGTERM, drains, exits, and a new one starts on its port;
-  4. `migrate run` applies the post-deploy (contract) migrations, if any.
+  1. the new binary applies what must come before it: `migrate run --skip-post-deploy`, which adds
+     the nullable `enrolled_on` with its default (expand) while the previous release serves;
+  2. each old replica gets SIGTERM, drains, exits, and a new one starts on its port; clients then
+     send `enrolled_on` too;
+  3. `migrate run` applies the post-deploy migrations under the new binary: the partial index, the
+     batched backfill, which gets SIGKILL once it has logged progress, then, run again, the rest of
+     the backfill and the contract steps (CHECK NOT VALID, VALIDATE, SET NOT NULL).
 
 It passes when clients saw no answer but 2xx and no connection error, no request took longer than
---latency-bound, every acknowledged write is in the table as acknowledged, and the new replicas
-refuse a write without a token.
+--latency-bound, every acknowledged write is in the table as acknowledged (`enrolled_on`
+included), the second backfill run changed exactly the rows the killed one left, every old row
+holds the day it was created (UTC), the column ends NOT NULL without its CHECK or index, and the
+new replicas refuse a write without a token.
 
 With --negative-control, the three replicas run the new binary and step 1 is a
 backward-incompatible migration instead (a column renamed in one step). The run passes only if
@@ -170,8 +175,12 @@ class Load(common.Load):
     when answered 2xx; each thread changes only the students it created, so what it last saw
     acknowledged is what the table must hold at the end."""
 
-    def __init__(self, port, workers, deadline_s, max_requests, think_s):
-        self.authorization = {}  # once there is a token: {"Authorization": "Bearer ..."}
+    def __init__(self, port, workers, deadline_s, max_requests, think_s, seeded):
+        self.authorization = {}  # {"Authorization": "Bearer ..."}
+        self.seeded = seeded  # ids 1..seeded were there before the load
+        self.workers = workers
+        self.dated = False  # whether clients send enrolled_on: once every replica serves it
+        self.dated_ids = set()  # students a client gave an enrolled_on
         self.by_op = {}
         self.latencies = []
         self.slowest = (0.0, None)
@@ -190,24 +199,33 @@ class Load(common.Load):
 
 
 class Writer:
-    """One thread's requests: pages, reads and changes of the students it created, and new ones
-    with an email; with the load's token once there is one."""
+    """One thread's requests: pages anywhere in the table, reads and changes of the students it
+    created and of the old students it owns (id modulo the workers), new ones with an email and,
+    once every replica serves it, an enrolled_on; with the load's token."""
 
     def __init__(self, load, worker):
         self.load, self.worker = load, worker
         self.rng = random.Random(worker)
         self.mine = []
+        # Created by the new binary: the only students a client gives a date, so that no row the
+        # backfill has to reach gets one from elsewhere, and its count stays exact.
+        self.mine_dated = []
         self.serial = 0
         self.op = None
 
     def next_request(self):
         rng, mine = self.rng, self.mine
-        op = rng.choices(["list", "get", "create", "patch"], weights=[35, 25, 25, 15])[0]
+        load = self.load
+        op = rng.choices(["list", "get", "create", "patch", "patch-old"],
+                         weights=[35, 25, 20, 10, 10])[0]
         if op in ("get", "patch") and not mine:
             op = "create"
+        if op == "patch-old" and load.seeded < load.workers:
+            op = "patch"
         self.op = op
         if op == "list":
-            return "GET", f"/students?limit=5&after_id={rng.randint(0, 200)}", None
+            after = rng.randint(0, max(200, load.seeded))
+            return "GET", f"/students?limit=5&after_id={after}", None
         if op == "get":
             return "GET", f"/students/{rng.choice(mine)}", None
         if op == "create":
@@ -215,8 +233,18 @@ class Writer:
             body = {"first_name": f"W{self.worker}", "last_name": f"N{self.serial}",
                     "major": "Load"}
             body["email"] = f"w{self.worker}.n{self.serial}@example.org"
+            if load.dated and self.serial % 2:
+                body["enrolled_on"] = f"20{10 + self.serial % 15}-0{1 + self.serial % 9}-1{self.serial % 10}"
             return "POST", "/students", body
-        return "PATCH", f"/students/{rng.choice(mine)}", {"major": f"Changed {self.serial}"}
+        if op == "patch-old":
+            # An old student this thread owns, while the backfill may be changing its batch.
+            sid = rng.randrange(self.worker + load.workers, load.seeded + 1, load.workers)
+            return "PATCH", f"/students/{sid}", {"major": f"Changed {self.serial}"}
+        body = {"major": f"Changed {self.serial}"}
+        if load.dated and self.mine_dated and rng.random() < 0.5:
+            body["enrolled_on"] = f"2019-0{1 + self.serial % 9}-2{self.serial % 8}"
+            return "PATCH", f"/students/{rng.choice(self.mine_dated)}", body
+        return "PATCH", f"/students/{rng.choice(mine)}", body
 
     def headers(self):
         return self.load.authorization
@@ -240,10 +268,16 @@ class Writer:
         if method in ("POST", "PATCH"):
             if body.get("email") and student.get("email") != body["email"]:
                 load.fail(f"{method} {path}: email sent, not served back: {student}")
+            if body.get("enrolled_on") and student.get("enrolled_on") != body["enrolled_on"]:
+                load.fail(f"{method} {path}: enrolled_on sent, not served back: {student}")
             with load.lock:
                 load.acknowledged[student["id"]] = student
+                if body.get("enrolled_on"):
+                    load.dated_ids.add(student["id"])
             if method == "POST":
                 self.mine.append(student["id"])
+                if "enrolled_on" in student:
+                    self.mine_dated.append(student["id"])
 
 
 def missing_writes(url, acknowledged):
@@ -265,6 +299,20 @@ def missing_writes(url, acknowledged):
         want = {k: student[k] for k in ("id", "first_name", "last_name", "major")}
         if stored.get(sid) != want:
             problems.append(f"student {sid}: acknowledged {want}, stored {stored.get(sid)}")
+    # The enrolled_on each acknowledgement served: sent, or the default, or for an old row not
+    # backfilled yet the day it was created, which the backfill then stored.
+    days = {sid: s["enrolled_on"] for sid, s in acknowledged.items() if "enrolled_on" in s}
+    if days:
+        rows = psql(
+            url,
+            "SELECT id || ' ' || enrolled_on FROM student WHERE id IN "
+            f"({','.join(str(i) for i in days)})",
+        )
+        stored_days = dict(line.split(" ", 1) for line in rows.splitlines())
+        for sid, day in days.items():
+            if stored_days.get(str(sid)) != day:
+                problems.append(f"student {sid}: enrolled_on {day} acknowledged, "
+                                f"{stored_days.get(str(sid))} stored")
     emails = {sid: s["email"] for sid, s in acknowledged.items() if s.get("email")}
     if emails:
         rows = psql(
@@ -286,6 +334,7 @@ def bearer(binary, url):
 
 
 def migrate(binary, url, *args):
+    """Runs `students-api migrate ARGS`; its output lines."""
     log(f"$ students-api migrate {' '.join(args)}")
     done = subprocess.run(
         [binary, "migrate", *args],
@@ -294,10 +343,87 @@ def migrate(binary, url, *args):
         text=True,
         check=False,
     )
-    for line in (done.stdout + done.stderr).splitlines():
+    lines = (done.stdout + done.stderr).splitlines()
+    for line in lines:
         log(f"    {line}")
     if done.returncode != 0:
         raise RuntimeError(f"migrate {' '.join(args)} exited {done.returncode}")
+    return lines
+
+
+def migrate_killed_mid_backfill(binary, url, timeout=120):
+    """Runs `students-api migrate run` and sends it SIGKILL once the backfill has logged progress
+    (rows changed in batches, with more to come), as a deploy timeout or a lost node would."""
+    log("$ students-api migrate run   # SIGKILL once the backfill has logged progress")
+    proc = subprocess.Popen(
+        [binary, "migrate", "run"],
+        env=dict(os.environ, DATABASE_URL=url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        for line in proc.stdout:
+            log(f"    {line.rstrip()}")
+            if "_backfill_" in line and "rows changed in" in line:
+                proc.kill()
+                log("    SIGKILL")
+                break
+        else:
+            raise RuntimeError("migrate run ended before the backfill logged progress")
+    finally:
+        killer.cancel()
+        proc.wait()
+        proc.stdout.close()
+
+
+def seed(url, rows):
+    """`rows` students created over the past years, as an old table holds them."""
+    log(f"seeding {rows:,} students")
+    psql(
+        url,
+        "INSERT INTO student (first_name, last_name, major, email, created_at, updated_at) "
+        "SELECT 'Old' || n, 'Student' || n, 'Major ' || (n % 40), 'old' || n || '@example.org', "
+        "now() - n * interval '7 minutes 13 seconds', now() - n * interval '7 minutes 13 seconds' "
+        f"FROM generate_series(1, {rows}) AS n; ANALYZE student;",
+    )
+    return int(psql(url, "SELECT max(id) FROM student"))
+
+
+def end_state_problems(url, dated_ids, left_at_kill, rerun_lines):
+    """What is wrong with the table and the backfill's runs once every migration is applied."""
+    problems = []
+    changed = [line for line in rerun_lines if "_backfill_" in line and "no row left" in line]
+    if not changed:
+        problems.append("the second migrate run logged no end of the backfill")
+    else:
+        rows = int(changed[0].split("no row left to change: ")[1].split(" rows")[0].replace(",", ""))
+        log(f"the killed run left {left_at_kill:,} rows without a date; the second run changed {rows:,}")
+        if rows != left_at_kill:
+            problems.append(f"the second backfill run changed {rows} rows, "
+                            f"{left_at_kill} were left without a date")
+    if left_at_kill == 0:
+        problems.append("the killed backfill had finished: the kill proved nothing")
+    dated = ",".join(str(i) for i in dated_ids) or "0"
+    wrong = psql(
+        url,
+        "SELECT count(*) FROM student WHERE enrolled_on IS DISTINCT FROM "
+        f"(created_at AT TIME ZONE 'UTC')::date AND id NOT IN ({dated})",
+    )
+    if wrong != "0":
+        problems.append(f"{wrong} students without a date sent hold another than their creation day")
+    shape = psql(
+        url,
+        "SELECT attnotnull || ' ' || "
+        "(SELECT count(*) FROM pg_constraint WHERE conname = 'student_enrolled_on_not_null') || ' ' || "
+        "(to_regclass('student_enrolled_on_missing_idx') IS NULL) "
+        "FROM pg_attribute WHERE attrelid = 'student'::regclass AND attname = 'enrolled_on'",
+    )
+    if shape != "true 0 true":
+        problems.append(f"enrolled_on NOT NULL, CHECKs left, index gone: {shape}, not true 0 true")
+    return problems
 
 
 def main():
@@ -315,6 +441,7 @@ def main():
     parser.add_argument("--latency-bound", type=float, default=1.0, help="seconds")
     parser.add_argument("--max-requests", type=int, default=60000)
     parser.add_argument("--deadline", type=float, default=180, help="seconds of load at most")
+    parser.add_argument("--rows", type=int, default=200_000, help="old students to backfill")
     args = parser.parse_args()
 
     server_url = os.environ["DATABASE_URL"]
@@ -324,6 +451,7 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     replicas, haproxy, load, bouncer = [], None, None, None
     stayed_ready = []
+    seeded, left_at_kill, rerun_lines = 0, 0, []
     try:
         # Request pools go through PgBouncer in transaction mode, without prepared statements, as
         # in the Kubernetes topology; migrations and tokens over the direct URL.
@@ -335,6 +463,8 @@ def main():
         if args.negative_control:
             first, first_config = args.new, args.new_config
         migrate(first, url, "run")
+        if not args.negative_control:
+            seeded = seed(url, args.rows)
         replicas = [
             Replica(f"r{n}", free_port(), args.workdir, args.drain) for n in (1, 2, 3)
         ]
@@ -345,9 +475,8 @@ def main():
             haproxy.wait_for(replica.name, "UP", 60)
         log(f"3 old replicas UP behind HAProxy on 127.0.0.1:{haproxy.frontend}")
 
-        load = Load(haproxy.frontend, args.workers, args.deadline, args.max_requests, 0.01)
-        if args.negative_control:
-            load.authorization = bearer(args.new, url)
+        load = Load(haproxy.frontend, args.workers, args.deadline, args.max_requests, 0.01, seeded)
+        load.authorization = bearer(first, url)
         load.start()
         time.sleep(2)
 
@@ -367,8 +496,6 @@ def main():
             time.sleep(1)
         else:
             migrate(args.new, url, "run", "--skip-post-deploy")
-            load.authorization = bearer(args.new, url)
-            log("clients now send a token, which the old replicas ignore")
             time.sleep(1)
             for replica in replicas:
                 log(f"{replica.name}: SIGTERM to the old binary (drains {args.drain} s)")
@@ -393,8 +520,13 @@ def main():
                               ROCKET_PREPARED_STATEMENTS="false")
                 haproxy.wait_for(replica.name, "UP", 30)
                 log(f"{replica.name}: the new binary is UP")
+            load.dated = True
+            log("every replica serves enrolled_on: clients send it too")
             time.sleep(1)
-            migrate(args.new, url, "run")
+            migrate_killed_mid_backfill(args.new, url)
+            left_at_kill = int(psql(url, "SELECT count(*) FROM student WHERE enrolled_on IS NULL"))
+            time.sleep(1)
+            rerun_lines = migrate(args.new, url, "run")
             time.sleep(2)
             anonymous = common.request(haproxy.frontend, "POST", "/students",
                                        {"first_name": "No", "last_name": "Token", "major": "X"})
@@ -424,6 +556,8 @@ def main():
         problems.append("no replica connected through PgBouncer")
     try:
         problems += missing_writes(url, load.acknowledged)
+        if not args.negative_control:
+            problems += end_state_problems(url, load.dated_ids, left_at_kill, rerun_lines)
     except RuntimeError as err:
         problems.append(f"cannot read the table back: {err}")
     psql(server_url, f"DROP DATABASE {database} WITH (FORCE)")
@@ -466,7 +600,8 @@ def main():
     if problems:
         show("FAIL", 30)
         return 1
-    log("ok: no failed request, every acknowledged write stored, latency within the bound")
+    log("ok: no failed request, every acknowledged write stored, latency within the bound"
+        + ("" if args.negative_control else ", the backfill resumed exactly, every old row dated"))
     return 0
 
 
