@@ -35,6 +35,7 @@ pub struct Student {
     pub email: Option<String>,
     /// The day the student enrolled (`YYYY-MM-DD`); for students created before the field
     /// existed, the day they were created, in UTC.
+    #[serde(serialize_with = "super::rfc3339::serialize_day")]
     #[diesel(select_expression = enrolled_on_or_created_day())]
     #[diesel(select_expression_type = EnrolledOnOrCreatedDay)]
     #[schema(example = "2024-09-02")]

@@ -1,10 +1,10 @@
-//! `created_at` and `updated_at` as JSON: byte for byte what chrono's own `Serialize` writes
+//! `created_at` and `updated_at` (and `enrolled_on`, a day) as JSON: byte for byte what chrono's own `Serialize` writes
 //! (RFC 3339 in UTC with `Z`, and as many fractional digits as the value needs: none, 3, 6 or 9),
 //! written into a stack buffer at once. chrono formats through `fmt` a character at a time and
 //! serde_json escapes each piece as it comes, which made these two strings the largest single cost
 //! of a 1,000-row page.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use serde::Serializer;
 use serde::ser::Error as _;
 
@@ -18,6 +18,23 @@ pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::
         // Years chrono writes with a sign (before 0 or after 9999): rare enough to leave to it.
         None => serde::Serialize::serialize(at, serializer),
     }
+}
+
+/// For `#[serde(serialize_with = "...")]` on a `NaiveDate`: `YYYY-MM-DD` as chrono writes it,
+/// in one piece, for the same reason.
+pub fn serialize_day<S: Serializer>(day: &NaiveDate, serializer: S) -> Result<S::Ok, S::Error> {
+    let Some(year) = u32::try_from(day.year()).ok().filter(|year| *year <= 9999) else {
+        return serde::Serialize::serialize(day, serializer);
+    };
+    let mut buf = *b"0000-00-00";
+    for (value, at) in [year / 100, year % 100, day.month(), day.day()]
+        .into_iter()
+        .zip([0, 2, 5, 8])
+    {
+        buf[at] = b'0' + (value / 10) as u8;
+        buf[at + 1] = b'0' + (value % 10) as u8;
+    }
+    serializer.serialize_str(std::str::from_utf8(&buf).map_err(S::Error::custom)?)
 }
 
 /// Writes `at` into `buf`; the length written, or `None` outside years 0 to 9999.
@@ -65,7 +82,7 @@ fn write(at: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{NaiveDate, TimeDelta};
+    use chrono::TimeDelta;
 
     use super::*;
 
@@ -113,6 +130,24 @@ mod tests {
             assert_same(
                 DateTime::from_timestamp(seconds, (next() % 1_000_000_000) as u32).unwrap(),
             );
+        }
+    }
+
+    #[test]
+    fn every_day_of_years_0_to_9999_and_the_ends_beyond_serialize_exactly_as_chrono_does() {
+        let day = |d: NaiveDate| serialize_day(&d, serde_json::value::Serializer).unwrap();
+        let mut at = NaiveDate::from_ymd_opt(0, 1, 1).unwrap();
+        let last = NaiveDate::from_ymd_opt(10000, 1, 2).unwrap();
+        while at <= last {
+            assert_eq!(day(at), serde_json::to_value(at).unwrap(), "{at:?}");
+            at = at.succ_opt().unwrap();
+        }
+        for edge in [
+            NaiveDate::MIN,
+            NaiveDate::MAX,
+            NaiveDate::from_ymd_opt(-1, 12, 31).unwrap(),
+        ] {
+            assert_eq!(day(edge), serde_json::to_value(edge).unwrap(), "{edge:?}");
         }
     }
 
