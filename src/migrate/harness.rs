@@ -12,10 +12,11 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_migrations::{MigrationError, MigrationHarness};
 
+use super::bookkeeping::{self, Recording};
 use super::waits::{self, Blocked, LockBudgetSpent, Waits, Watcher};
 use super::{
     ApplyTarget, Batch, Direction, EmbeddedMigration, MigrateError, Migrations, PostDeploy,
-    RevertTarget, bookkeeping,
+    RevertTarget,
 };
 
 fn find(set: Migrations, spec: &str) -> Result<&'static EmbeddedMigration, MigrateError> {
@@ -367,6 +368,34 @@ impl Harness<'_> {
             bookkeeping::diesel_sql(embedded, Direction::Up),
             bookkeeping::checksums_sql(embedded, Direction::Up)
         );
+        self.batches(embedded, batch, &record)
+    }
+
+    /// A batched migration the diesel CLI applied: it ran one batch and wrote diesel's row, but
+    /// the rows it left may still need changing. Its batches run on until a run changes none,
+    /// which records its checksums as adopted; stopped before that, it stays unrecorded and the
+    /// next command that migrates goes on.
+    pub fn finish_adopted_batches(
+        &mut self,
+        embedded: &EmbeddedMigration,
+        batch: Batch,
+    ) -> migration::Result<()> {
+        let record = format!(
+            "{}\n{}",
+            bookkeeping::CREATE_CHECKSUMS,
+            bookkeeping::record_sql(embedded, Recording::Adopted)
+        );
+        self.batches(embedded, batch, &record)
+    }
+
+    /// `up.sql` again and again, each run in its own transaction, until a run changes no row;
+    /// that run executes `record` in its transaction too.
+    fn batches(
+        &mut self,
+        embedded: &EmbeddedMigration,
+        batch: Batch,
+        record: &str,
+    ) -> migration::Result<()> {
         let statement_timeout = format!(
             "SET LOCAL statement_timeout = {}",
             waits::lock_timeout_literal(self.waits.batch_statement)
@@ -381,7 +410,7 @@ impl Harness<'_> {
                 conn.batch_execute(&statement_timeout)?;
                 let changed = diesel::sql_query(embedded.up).execute(conn)?;
                 if changed == 0 {
-                    conn.batch_execute(&record)?;
+                    conn.batch_execute(record)?;
                 }
                 Ok(changed)
             })?;

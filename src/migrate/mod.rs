@@ -369,12 +369,28 @@ impl Migrator {
             return Err(MigrateError::OutOfOrder(early));
         }
         for row in rows {
-            if let (Checksum::Unrecorded, Some(migration)) =
+            let (Checksum::Unrecorded, Some(migration)) =
                 (row.checksum, self.set.find(&row.version))
-            {
-                bookkeeping::record(&mut self.conn, migration, Recording::Adopted)?;
-                log::info!("recorded the checksums of {migration}, applied before they were kept");
+            else {
+                continue;
+            };
+            match migration.batch {
+                Some(batch) => {
+                    log::info!(
+                        "migration {migration} was applied by another tool, which ran one batch: \
+                         running the rest"
+                    );
+                    (self.harness().finish_adopted_batches(migration, batch)).map_err(
+                        |source| MigrateError::Failed {
+                            name: migration.name,
+                            transactional: false,
+                            source,
+                        },
+                    )?;
+                }
+                None => bookkeeping::record(&mut self.conn, migration, Recording::Adopted)?,
             }
+            log::info!("recorded the checksums of {migration}, applied before they were kept");
         }
         Ok(())
     }

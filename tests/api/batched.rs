@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::BigInt;
 use students_api::migrate::{
-    ApplyTarget, Batch, EmbeddedMigration, Migrations, Migrator, Order, PostDeploy, Waits,
+    ApplyTarget, Batch, Checksum, EmbeddedMigration, Migrations, Migrator, Order, PostDeploy, Waits,
 };
 
 use crate::helpers::{TestDb, applied_versions};
@@ -160,6 +160,32 @@ fn a_batched_migration_stopped_midway_goes_on_where_it_stopped_with_nothing_writ
     let after = counts(&db);
     assert_eq!((after.undone, after.twice), (0, 0), "{after:?}");
     assert!(recorded(&db, &MARK_DONE));
+}
+
+/// The diesel CLI runs a batched `up.sql` once, outside a transaction, and records it: one batch.
+/// The next `migrate run` finds it applied without checksums and runs the batches left before it
+/// records them.
+#[test]
+fn a_batched_migration_the_diesel_cli_applied_is_finished_by_the_next_migrate_run() {
+    use diesel_migrations::MigrationHarness;
+    let db = with_thing();
+    // diesel's own harness, as `diesel migration run` applies it.
+    db.connect().run_next_migration(set(MARK_DONE)).unwrap();
+    assert_eq!(counts(&db).undone, ROWS - 700);
+    assert!(recorded(&db, &MARK_DONE));
+
+    let mut migrator = migrator(&db, set(MARK_DONE), Waits::default());
+    migrator
+        .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
+        .unwrap();
+
+    let after = counts(&db);
+    assert_eq!((after.undone, after.twice), (0, 0), "{after:?}");
+    let status = migrator.status().unwrap();
+    let row = (status.iter())
+        .find(|row| row.version == MARK_DONE.version())
+        .unwrap();
+    assert_eq!(row.checksum, Checksum::Verified, "{row:?}");
 }
 
 #[test]
