@@ -3,9 +3,12 @@
 # in turn (a 2 s warm-up, then DURATION s), ROUNDS times at 32 connections and at one, each
 # binary on a database of its own that it migrated, on one throwaway PostgreSQL. Every request
 # carries a token made by the second binary (the first may ignore it), so both send the same
-# bytes. BENCHMARKS.md, "Writes with a token", is one such run.
+# bytes. BENCHMARKS.md, "Writes with a token", is one such run. CASE=page measures the largest
+# page instead, GET /students?limit=1000 over 1,000 students in each database ("A field more on
+# every page").
 #
 #   scripts/with-throwaway-pg.sh scripts/bench-writes.sh BEFORE_BINARY AFTER_BINARY
+#   CASE=page scripts/with-throwaway-pg.sh scripts/bench-writes.sh BEFORE_BINARY AFTER_BINARY
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +21,12 @@ command -v wrk >/dev/null || die "wrk not found: sudo apt-get install wrk"
 binaries=("$1" "$2")
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
+CASE=${CASE:-post}
+case $CASE in
+  post) path=/students ;;
+  page) path='/students?limit=1000' ;;
+  *) die "CASE is post or page, not $CASE" ;;
+esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/students-bench-writes.XXXXXX")
 pids=()
@@ -37,6 +46,11 @@ for i in 0 1; do
   url=$(pg_database_url "$admin" "writes_$side")
   binary=${binaries[$i]}
   DATABASE_URL=$url "$binary" migrate run >/dev/null 2>&1
+  if [ "$CASE" = page ]; then
+    psql --no-psqlrc -q -v ON_ERROR_STOP=1 "$url" -c "INSERT INTO student (first_name, last_name, \
+      major, email) SELECT 'First' || n, 'Last' || n, 'Physics', 'f' || n || '@example.org' \
+      FROM generate_series(1, 995) AS n" >/dev/null
+  fi
   if [ "$side" = after ]; then
     BENCH_TOKEN=$(DATABASE_URL=$url "$binary" token create bench | tail -n 1)
     export BENCH_TOKEN
@@ -47,7 +61,10 @@ for i in 0 1; do
   pids+=($!)
   ports+=("$port")
 done
-cat bench/report.lua bench/post.lua >"$work/post.lua"
+case $CASE in
+  post) cat bench/report.lua bench/post.lua >"$work/script.lua" ;;
+  page) cp bench/report.lua "$work/script.lua" ;;
+esac
 for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do
     curl -fsS -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null && break
@@ -59,9 +76,9 @@ done
 measure() {
   local port=$1 connections=$2 threads out
   threads=$((connections < 2 ? 1 : 2))
-  wrk -t"$threads" -c"$connections" -d2s -s "$work/post.lua" "http://127.0.0.1:$port/students" >/dev/null
-  out=$(wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$work/post.lua" \
-    "http://127.0.0.1:$port/students")
+  wrk -t"$threads" -c"$connections" -d2s -s "$work/script.lua" "http://127.0.0.1:$port$path" >/dev/null
+  out=$(wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$work/script.lua" \
+    "http://127.0.0.1:$port$path")
   local result
   result=$(grep '^RESULT' <<<"$out")
   eval "local ${result#RESULT }"
