@@ -280,6 +280,23 @@ class Writer:
                     self.mine_dated.append(student["id"])
 
 
+def column_problems(url, column, acknowledged):
+    """Students whose `column` is not stored as `acknowledged` ({id: value}) says."""
+    if not acknowledged:
+        return []
+    rows = psql(
+        url,
+        f"SELECT id || ' ' || {column} FROM student WHERE id IN "
+        f"({','.join(str(i) for i in acknowledged)})",
+    )
+    stored = dict(line.split(" ", 1) for line in rows.splitlines())
+    return [
+        f"student {sid}: {column} {value} acknowledged, {stored.get(str(sid))} stored"
+        for sid, value in acknowledged.items()
+        if stored.get(str(sid)) != value
+    ]
+
+
 def missing_writes(url, acknowledged):
     """Acknowledged writes the table does not hold as acknowledged."""
     if not acknowledged:
@@ -302,28 +319,9 @@ def missing_writes(url, acknowledged):
     # The enrolled_on each acknowledgement served: sent, or the default, or for an old row not
     # backfilled yet the day it was created, which the backfill then stored.
     days = {sid: s["enrolled_on"] for sid, s in acknowledged.items() if "enrolled_on" in s}
-    if days:
-        rows = psql(
-            url,
-            "SELECT id || ' ' || enrolled_on FROM student WHERE id IN "
-            f"({','.join(str(i) for i in days)})",
-        )
-        stored_days = dict(line.split(" ", 1) for line in rows.splitlines())
-        for sid, day in days.items():
-            if stored_days.get(str(sid)) != day:
-                problems.append(f"student {sid}: enrolled_on {day} acknowledged, "
-                                f"{stored_days.get(str(sid))} stored")
     emails = {sid: s["email"] for sid, s in acknowledged.items() if s.get("email")}
-    if emails:
-        rows = psql(
-            url,
-            "SELECT id || ' ' || email FROM student WHERE id IN "
-            f"({','.join(str(i) for i in emails)})",
-        )
-        stored_emails = dict(line.split(" ", 1) for line in rows.splitlines())
-        for sid, email in emails.items():
-            if stored_emails.get(str(sid)) != email:
-                problems.append(f"student {sid}: email {email} acknowledged, not stored")
+    for column, values in (("enrolled_on", days), ("email", emails)):
+        problems += column_problems(url, column, values)
     return problems
 
 
