@@ -28,7 +28,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "harness"))
 
 import common  # noqa: E402
-from common import free_port, psql, with_database  # noqa: E402
+from common import free_port, migrate, psql, with_database  # noqa: E402
 
 SINGLE_UPDATE = (
     "UPDATE student SET enrolled_on = (created_at AT TIME ZONE 'UTC')::date "
@@ -38,14 +38,6 @@ SINGLE_UPDATE = (
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def migrate(binary, url, *args):
-    done = subprocess.run([binary, "migrate", *args], env=dict(os.environ, DATABASE_URL=url),
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"migrate {' '.join(args)}: {done.stdout}{done.stderr}")
-    return (done.stdout + done.stderr).splitlines()
 
 
 class Patcher:

@@ -60,6 +60,26 @@ def request(port, method, path, body=None, timeout=10, conn=None, headers=None):
     return response.status, hdrs, parsed, raw
 
 
+def migrate(binary, database_url, *args, log=None):
+    """Runs `students-api migrate ARGS`; its output lines, each passed to `log` too when given.
+    Raises when it exits non-zero."""
+    if log:
+        log(f"$ students-api migrate {' '.join(args)}")
+    done = subprocess.run(
+        [binary, "migrate", *args],
+        env=dict(os.environ, DATABASE_URL=database_url),
+        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    for line in lines if log else ():
+        log(f"    {line}")
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"migrate {' '.join(args)} exited {done.returncode}: {' / '.join(lines[-3:])}"
+        )
+    return lines
+
+
 def create_token(binary, database_url, name):
     """A new token of scope `students`, from `students-api token create`, which prints it last."""
     done = subprocess.run(

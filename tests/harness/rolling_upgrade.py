@@ -332,21 +332,8 @@ def bearer(binary, url):
 
 
 def migrate(binary, url, *args):
-    """Runs `students-api migrate ARGS`; its output lines."""
-    log(f"$ students-api migrate {' '.join(args)}")
-    done = subprocess.run(
-        [binary, "migrate", *args],
-        env=dict(os.environ, DATABASE_URL=url),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = (done.stdout + done.stderr).splitlines()
-    for line in lines:
-        log(f"    {line}")
-    if done.returncode != 0:
-        raise RuntimeError(f"migrate {' '.join(args)} exited {done.returncode}")
-    return lines
+    """Runs `students-api migrate ARGS`, logged; its output lines."""
+    return common.migrate(binary, url, *args, log=log)
 
 
 def migrate_killed_mid_backfill(binary, url, timeout=120):
