@@ -32,6 +32,8 @@ pub fn build(figment: Figment) -> Rocket<Build> {
     // Ctrl-C stays Rocket's.
     let figment = figment.merge(("shutdown.signals", Vec::<String>::new()));
     rocket::custom(figment)
+        // First, so that nothing else acts on a request it refuses.
+        .attach(http::Framing)
         .attach(startup::stage())
         .attach(auth::stage())
         .attach(timing::RequestTiming)

@@ -91,7 +91,8 @@ pub fn stage() -> AdHoc {
         match rocket.state::<Settings>() {
             Some(settings) => {
                 let format = settings.service.access_log;
-                rocket.attach(AccessLog(format))
+                // Also kept as state, for the catchers' answers to requests no fairing saw.
+                rocket.manage(AccessLog(format)).attach(AccessLog(format))
             }
             None => rocket,
         }
@@ -99,6 +100,7 @@ pub fn stage() -> AdHoc {
 }
 
 /// Writes one access line, or object, per request.
+#[derive(Clone, Copy)]
 struct AccessLog(AccessLogFormat);
 
 /// The request's id, in its local cache, with the JSON access log.
@@ -134,34 +136,52 @@ impl Fairing for AccessLog {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if self.0 == AccessLogFormat::Json {
+            let RequestId(id) = request.local_cache(|| RequestId(String::new()));
+            response.set_raw_header("X-Request-Id", id.clone());
+        }
+        self.write(request, response, request.method().as_str());
+    }
+}
+
+impl AccessLog {
+    fn write(&self, request: &Request<'_>, response: &Response<'_>, method: &str) {
+        if !logging() {
+            return;
+        }
         let millis = || timing::elapsed(request).as_secs_f64() * 1000.0;
         match self.0 {
-            AccessLogFormat::Text if logging() => log::info!(
+            AccessLogFormat::Text => log::info!(
                 target: "students_api::access",
                 "{} {} {} {:.1}ms",
-                request.method(),
+                method,
                 request.uri(),
                 response.status().code,
                 millis(),
             ),
-            AccessLogFormat::Text => {}
             AccessLogFormat::Json => {
                 let RequestId(id) = request.local_cache(|| RequestId(String::new()));
-                response.set_raw_header("X-Request-Id", id.clone());
-                if logging() {
-                    let line = serde_json::json!({
-                        "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-                        "request_id": id,
-                        "method": request.method().as_str(),
-                        "path": request.uri().to_string(),
-                        "route": request.route().map(|route| route.uri.path()),
-                        "status": response.status().code,
-                        "duration_ms": (millis() * 10.0).round() / 10.0,
-                        "client": request.client_ip().map(|ip| ip.to_string()),
-                    });
-                    log::info!(target: "students_api::access", "{line}");
-                }
+                let line = serde_json::json!({
+                    "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "request_id": id,
+                    "method": method,
+                    "path": request.uri().to_string(),
+                    "route": crate::http::route(request).map(|route| route.uri.path()),
+                    "status": response.status().code,
+                    "duration_ms": (millis() * 10.0).round() / 10.0,
+                    "client": request.client_ip().map(|ip| ip.to_string()),
+                });
+                log::info!(target: "students_api::access", "{line}");
             }
         }
+    }
+}
+
+/// The access line of an answer Rocket gave without running any fairing (a catcher's, to a
+/// method Rocket does not know, say). Rocket hands such a request over as a GET, so its method is
+/// logged as `-`.
+pub fn access_unscreened(request: &Request<'_>, response: &Response<'_>) {
+    if let Some(log) = request.rocket().state::<AccessLog>() {
+        log.write(request, response, "-");
     }
 }

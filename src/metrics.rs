@@ -10,14 +10,14 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
-use rocket::http::{ContentType, Method};
+use rocket::http::{ContentType, Header, Method};
 use rocket::tokio::time::timeout;
-use rocket::{Orbit, Request, Response, Rocket, State, get, routes};
+use rocket::{Orbit, Request, Responder, Response, Rocket, State, get, routes};
 
 use crate::auth::{CanScrape, Refused, SCRAPE_WAIT};
 use crate::db::{self, Pool};
 use crate::migrate::{self, MIGRATIONS};
-use crate::timing;
+use crate::{http, timing};
 
 /// Request latency buckets, in seconds: the service answers most requests in about a
 /// millisecond, so the default buckets (from 5 ms) would put nearly all in the first.
@@ -142,6 +142,13 @@ pub fn stage() -> AdHoc {
     })
 }
 
+/// The scrape's text, never stored by a cache: it is read with a token.
+#[derive(Responder)]
+pub struct Scrape {
+    text: (ContentType, String),
+    cache_control: Header<'static>,
+}
+
 // (Within SCRAPE_WAIT, in the last sentence below: a `//` note, because the doc comment is
 // the operation's description in the OpenAPI document.)
 /// The Prometheus text exposition of every metric. The schema's version is read from the
@@ -158,11 +165,7 @@ pub fn stage() -> AdHoc {
     )
 )]
 #[get("/metrics")]
-pub async fn metrics(
-    _can: CanScrape,
-    metrics: &State<Metrics>,
-    pool: &State<Pool>,
-) -> (ContentType, String) {
+pub async fn metrics(_can: CanScrape, metrics: &State<Metrics>, pool: &State<Pool>) -> Scrape {
     let newest = timeout(SCRAPE_WAIT, db::run(pool, migrate::applied)).await;
     let _scrape = metrics
         .scrape
@@ -192,10 +195,14 @@ pub async fn metrics(
     if let Err(err) = TextEncoder::new().encode_utf8(&metrics.registry.gather(), &mut text) {
         log::error!("cannot encode the metrics: {err}");
     }
-    (
-        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]),
-        text,
-    )
+    Scrape {
+        text: (
+            ContentType::new("text", "plain")
+                .with_params([("version", "0.0.4"), ("charset", "utf-8")]),
+            text,
+        ),
+        cache_control: Header::new("Cache-Control", "no-store"),
+    }
 }
 
 /// Counts and times every response, labelled by the route template that answered it (so that
@@ -222,6 +229,32 @@ struct RouteSeries {
     requests: [OnceLock<IntCounter>; STATUSES.len()],
 }
 
+/// The route's template, or `refused` for the routes that answer what the framing check refused
+/// (they match every path).
+fn route_label(route: &rocket::Route) -> &str {
+    if http::is_refusal(route) {
+        "refused"
+    } else {
+        route.uri.path()
+    }
+}
+
+/// Counts an answer Rocket gave without running any fairing, to a request whose method it does
+/// not know (logged as `-`) or whose URI it cannot parse.
+pub fn count_unscreened(request: &Request<'_>, response: &Response<'_>) {
+    if let Some(metrics) = request.rocket().state::<Metrics>() {
+        let status = response.status().code.to_string();
+        metrics
+            .requests
+            .with_label_values(&["-", "unmatched", &status])
+            .inc();
+        metrics
+            .latency
+            .with_label_values(&["-", "unmatched"])
+            .observe(timing::elapsed(request).as_secs_f64());
+    }
+}
+
 /// `code` as three ASCII digits, on the stack: no allocation per request for the label.
 fn digits(code: u16) -> [u8; 3] {
     [code / 100 % 10, code / 10 % 10, code % 10].map(|digit| b'0' + digit as u8)
@@ -240,7 +273,7 @@ impl Fairing for RequestMetrics {
         let mut routes: HashMap<Method, HashMap<String, RouteSeries>> = HashMap::new();
         for route in rocket.routes() {
             (routes.entry(route.method).or_default())
-                .entry(route.uri.path().to_owned())
+                .entry(route_label(route).to_owned())
                 .or_default();
         }
         let _ = self.routes.set(routes);
@@ -249,7 +282,7 @@ impl Fairing for RequestMetrics {
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let seconds = timing::elapsed(request).as_secs_f64();
         let method = request.method();
-        let route = request.route().map(|route| route.uri.path());
+        let route = http::route(request).map(route_label);
         let code = response.status().code;
         let digits = digits(code);
         let status = std::str::from_utf8(&digits).unwrap_or("000");

@@ -13,7 +13,7 @@ use rocket::http::ContentType;
 use rocket::http::uri::Origin;
 use rocket::response::Redirect;
 use rocket::serde::json::Json;
-use rocket::{Responder, State, get, routes, uri};
+use rocket::{Responder, State, get, routes};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 
@@ -81,11 +81,12 @@ enum DocsAnswer {
 }
 
 /// Also `/docs` itself (`<file..>` matches no segment), sent on to `/docs/`, since the page's
-/// links are relative to it.
+/// links are relative to it. (The location is a plain string: `uri!("/docs/")` normalises the
+/// trailing slash away, which made `/docs` a redirect to itself.)
 #[get("/docs/<file..>")]
 fn docs(file: PathBuf, uri: &Origin<'_>, config: &State<SwaggerConfig>) -> Option<DocsAnswer> {
     if !uri.path().ends_with('/') && file.as_os_str().is_empty() {
-        return Some(DocsAnswer::Redirect(Redirect::found(uri!("/docs/"))));
+        return Some(DocsAnswer::Redirect(Redirect::found("/docs/")));
     }
     let file = file.to_str()?;
     match utoipa_swagger_ui::serve(file, config.0.clone()) {

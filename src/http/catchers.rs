@@ -1,11 +1,17 @@
 //! Failures Rocket answers itself, as JSON: no route matched (404, or 405 with `Allow` when the
 //! path exists with other methods), a method Rocket cannot parse (405), a handler panicked (500).
+//!
+//! A request Rocket cannot represent (an unknown method, a URI it cannot parse) goes straight to
+//! a catcher without any fairing; its answer is finished here instead, with the headers, the
+//! access line and the metric the fairings give every other answer.
 
 use rocket::http::{Header, Method, Status};
 use rocket::response::{self, Responder};
 use rocket::{Catcher, Request, catch, catchers};
 
 use super::error::{message, take_refusal};
+use super::framing::{no_store_if_error, screened};
+use crate::{logging, metrics};
 
 pub fn catchers() -> Vec<Catcher> {
     catchers![bad_request, not_found, any_status]
@@ -15,14 +21,26 @@ pub fn catchers() -> Vec<Catcher> {
 pub struct Caught(response::Result<'static>);
 
 impl<'r> Responder<'r, 'static> for Caught {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        self.0
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = self.0?;
+        if !screened(request) {
+            // What Rocket's Shield fairing adds to every other answer.
+            response.set_header(Header::new("X-Content-Type-Options", "nosniff"));
+            response.set_header(Header::new("X-Frame-Options", "SAMEORIGIN"));
+            no_store_if_error(&mut response);
+            logging::access_unscreened(request, &response);
+            metrics::count_unscreened(request, &response);
+        }
+        Ok(response)
     }
 }
 
+/// A path no route has, or one whose route found nothing there (`/docs/no-such-file.js`): 404;
+/// a path whose routes all take other methods: 405.
 #[catch(404)]
 fn not_found(request: &Request<'_>) -> Caught {
-    if allowed_methods(request).is_empty() {
+    let allowed = allowed_methods(request);
+    if allowed.is_empty() || allowed.contains(&request.method()) {
         Caught(message(Status::NotFound, "Not Found", request))
     } else {
         method_not_allowed(request)
@@ -48,7 +66,7 @@ fn method_not_allowed(request: &Request<'_>) -> Caught {
 /// method this service does not allow, so it gets the same 405 as any other.
 #[catch(400)]
 fn bad_request(request: &Request<'_>) -> Caught {
-    if request.route().is_none() && !allowed_methods(request).is_empty() {
+    if super::route(request).is_none() && !allowed_methods(request).is_empty() {
         return method_not_allowed(request);
     }
     Caught(message(Status::BadRequest, "Bad Request", request))
@@ -74,6 +92,7 @@ fn allowed_methods(request: &Request<'_>) -> Vec<Method> {
     let mut methods: Vec<Method> = request
         .rocket()
         .routes()
+        .filter(|route| !super::is_refusal(route))
         .filter(|route| route_path_matches(&segments(route.uri.path()), &path))
         .map(|route| route.method)
         .collect();

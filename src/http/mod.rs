@@ -1,10 +1,11 @@
 //! The HTTP boundary, shared by every resource: the one error type and its JSON bodies, the
-//! catchers that keep Rocket's own errors JSON, the JSON body guard, and the mapping of Rocket's
-//! parameter errors to 422 entries.
+//! catchers that keep Rocket's own errors JSON, the JSON body guard, the mapping of Rocket's
+//! parameter errors to 422 entries, and the screening of requests that are not framed soundly.
 
 mod body;
 mod catchers;
 mod error;
+mod framing;
 mod params;
 
 use rocket::fairing::AdHoc;
@@ -14,13 +15,21 @@ pub use body::{Fields, FromJson, FromJsonObject, JsonBody};
 pub use error::{
     ApiError, ErrorBody, FieldError, Problem, ValidationErrorBody, join_checks, refuse,
 };
+pub use framing::{Framing, no_store_if_error, route, screened};
 pub use params::path_int;
 
-/// The JSON catchers, for every path.
+/// The JSON catchers, for every path, and the routes that answer what [`Framing`] refused.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("JSON errors", |rocket| async {
-        rocket.register("/", catchers::catchers())
+        rocket
+            .register("/", catchers::catchers())
+            .mount("/", framing::FramingRefusal::routes())
     })
+}
+
+/// Whether `route` is one of [`framing::FramingRefusal`]'s, which match every path.
+pub fn is_refusal(route: &rocket::Route) -> bool {
+    route.name.as_deref() == Some(framing::REFUSAL_ROUTE)
 }
 
 /// The 503 every route that touches the database can answer, for the OpenAPI document.

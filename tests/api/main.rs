@@ -13,6 +13,7 @@ mod cli;
 mod drift;
 mod enrolled_on;
 mod errors;
+mod framing;
 mod health;
 mod least_privilege;
 mod lock_waits;
