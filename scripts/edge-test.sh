@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The edge test (tests/harness/edge.py): the service behind deploy/haproxy/haproxy.cfg, against a
-# throwaway PostgreSQL: 2,000 clients that never finish their headers, a body sent at 1 byte/s,
-# and the edge's own errors, each with a negative control against the service directly.
+# throwaway PostgreSQL: 2,000 clients that never finish their headers, a body sent at 1 byte/s, a
+# DELETE smuggled behind Content-Length + Transfer-Encoding, and the edge's own errors, each with
+# a negative control.
 #
 #   scripts/edge-test.sh
 #   SLOW_CLIENTS=500 scripts/edge-test.sh

@@ -9,7 +9,10 @@ It shows, against the real HAProxy and the real service:
      the service directly: they are still open after the same time, and its memory grows.
   2. A body sent at 1 byte/s is cut by the edge (directly, the service keeps waiting), and an
      idle keep-alive connection is closed after 15 s.
-  3. The edge's own errors (400, 408, 413, 431, 503) are JSON in the service's error shape.
+  3. A DELETE smuggled behind a request with both Content-Length and Transfer-Encoding (or two
+     lengths) never runs, and the connection closes after the first answer; the same DELETE
+     pipelined behind an honest request runs, through the edge and directly.
+  4. The edge's own errors (400, 408, 413, 431, 503) are JSON in the service's error shape.
      HAProxy before 3.3 answers a head that times out or cannot be parsed from its H1 layer,
      with its built-in HTML (HAProxy issue #3032): there the test checks the status only, and
      says so.
@@ -270,6 +273,70 @@ def slow_body(edge, service, token):
           f"(closed after {after})")
 
 
+def smuggling(edge, service, token):
+    """A DELETE hidden behind a request whose length two readers could disagree on. Through the
+    edge it must never run, and the connection must close after the first answer. The negative
+    control sends the same DELETE pipelined behind an honest request: it runs, so a deletion
+    shows."""
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
+
+    def new_student():
+        status, _, body, raw = common.request(
+            service, "POST", "/students", {"first_name": "Hidden", "last_name": "Request",
+                                           "major": "Smuggling"},
+            headers={"Authorization": f"Bearer {token}"})
+        if status != 201:
+            raise RuntimeError(f"creating a student answered {status}: {raw[:200]!r}")
+        return body["id"]
+
+    def exists(student):
+        return common.request(service, "GET", f"/students/{student}")[0] == 200
+
+    def hidden_delete(student):
+        return (f"DELETE /students/{student} HTTP/1.1\r\nHost: edge\r\n".encode() + auth
+                + b"Content-Length: 0\r\n\r\n")
+
+    def shapes(student):
+        chunked_then_delete = b"0\r\n\r\n" + hidden_delete(student)
+        length = str(len(chunked_then_delete)).encode()
+        return [
+            ("Content-Length, then Transfer-Encoding: chunked",
+             b"GET /health HTTP/1.1\r\nHost: edge\r\nContent-Length: " + length
+             + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_then_delete),
+            ("Transfer-Encoding: chunked, then Content-Length",
+             b"GET /health HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked\r\n"
+             b"Content-Length: " + length + b"\r\n\r\n" + chunked_then_delete),
+            ("Transfer-Encoding: chunked on a POST with Content-Length",
+             b"POST /students HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+             + auth + b"Content-Length: " + length + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+             + chunked_then_delete),
+            ("Transfer-Encoding: identity, chunked with Content-Length",
+             b"GET /health HTTP/1.1\r\nHost: edge\r\nContent-Length: " + length
+             + b"\r\nTransfer-Encoding: identity, chunked\r\n\r\n" + chunked_then_delete),
+            ("two different Content-Lengths",
+             b"GET /health HTTP/1.1\r\nHost: edge\r\nContent-Length: 0\r\nContent-Length: "
+             + str(len(hidden_delete(student))).encode() + b"\r\n\r\n" + hidden_delete(student)),
+        ]
+
+    log("a DELETE smuggled behind an ambiguous length, through the edge")
+    for index in range(len(shapes(0))):
+        student = new_student()
+        what, data = shapes(student)[index]
+        after, received = raw_exchange(edge, data, timeout_s=5)
+        answers = received.count(b"HTTP/1.1 ")
+        check(exists(student), f"{what}: the hidden DELETE did not run")
+        check(after is not None and answers <= 1,
+              f"{what}: one answer ({parse(received)[0]}), then the connection closed "
+              f"({answers} answers, {'still open' if after is None else 'closed'})")
+    log("negative control: the same DELETE pipelined behind an honest request")
+    for port, where in ((edge, "through the edge"), (service, "directly")):
+        student = new_student()
+        honest = b"GET /health HTTP/1.1\r\nHost: edge\r\nContent-Length: 0\r\n\r\n"
+        raw_exchange(port, honest + hidden_delete(student)[:-4] + b"\r\nConnection: close\r\n\r\n",
+                     timeout_s=5)
+        check(not exists(student), f"{where}, the pipelined DELETE ran: the check above can fail")
+
+
 def idle_keep_alive(edge):
     """One request on a keep-alive connection through the edge, then silence: the edge closes it
     after `timeout http-keep-alive` (15 s). Rocket alone kept such connections past 150 s."""
@@ -349,6 +416,7 @@ def main():
         slow_headers(edge_port, service_port, service.pid)
         token = common.create_token(SERVICE, url, "edge")
         slow_body(edge_port, service_port, token)
+        smuggling(edge_port, service_port, token)
         idle_keep_alive(edge_port)
 
         def stop_service():

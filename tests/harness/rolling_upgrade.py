@@ -70,7 +70,9 @@ frontend api
 
 backend replicas
     balance roundrobin
-    option httpchk GET /ready
+    option httpchk
+    # With a Host, which the service requires.
+    http-check send meth GET uri /ready ver HTTP/1.1 hdr Host students-api
     http-check expect status 200
     default-server inter 500ms fall 2 rise 1
 {servers}
