@@ -136,3 +136,44 @@ pg_stop_cluster() {
   local dir=$1 mode=${2:-fast}
   pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --mode="$mode" --wait stop >/dev/null 2>&1
 }
+
+# Starts target/debug/students-api (built first) on a new database named $1 on the server
+# DATABASE_URL names, on a free loopback port, and waits until /ready answers. Sets
+# service_port, service_db_url and service_token (a token of scope students, named $1).
+# Installs an EXIT trap that stops the service and drops the database.
+service_on_own_database() {
+  : "${DATABASE_URL:?set DATABASE_URL to a server where this role may create databases}"
+  service_name=$1
+  service_admin_url=$DATABASE_URL
+  cargo build --locked --quiet --bin students-api
+  service_pid=
+  trap service_cleanup EXIT
+  service_admin "CREATE DATABASE $service_name"
+  service_port=$(free_port)
+  service_db_url=$(pg_database_url "$service_admin_url" "$service_name")
+  DATABASE_URL=$service_db_url ROCKET_PORT=$service_port ROCKET_ADDRESS=127.0.0.1 \
+    ROCKET_LOG_LEVEL=critical target/debug/students-api &
+  service_pid=$!
+  # The service migrates before it listens; /ready also proves nothing is pending.
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$service_port/ready" >/dev/null 2>&1; then break; fi
+    kill -0 "$service_pid" 2>/dev/null || die "the service exited before it was ready"
+    sleep 0.1
+  done
+  curl -fsS "http://127.0.0.1:$service_port/ready" >/dev/null ||
+    die "the service did not become ready"
+  # shellcheck disable=SC2034 # for the caller
+  service_token=$(DATABASE_URL=$service_db_url target/debug/students-api token create \
+    "$service_name" | tail -n 1)
+}
+
+service_admin() {
+  psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 "$service_admin_url" -c "$1" >/dev/null
+}
+
+service_cleanup() {
+  local status=$?
+  stop_process "$service_pid"
+  service_admin "DROP DATABASE IF EXISTS $service_name WITH (FORCE)" || true
+  exit "$status"
+}
