@@ -80,7 +80,7 @@ impl Metrics {
             &["version", "name"],
         )?;
         let newest = MIGRATIONS
-            .0
+            .list
             .last()
             .map(|migration| migration.name)
             .unwrap_or_default();

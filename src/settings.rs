@@ -20,6 +20,8 @@ use rocket::figment::{self, Figment};
 use rocket::serde::Deserialize;
 use rocket::{Build, Rocket};
 
+use crate::migrate::Waits;
+
 /// Name of the database in Rocket's `databases` table; `Rocket.toml` configures
 /// `[default.databases.students]`.
 pub const DATABASE: &str = "students";
@@ -115,6 +117,19 @@ impl ServiceSettings {
         match self.prepared_statements {
             true => CacheSize::Unbounded,
             false => CacheSize::Disabled,
+        }
+    }
+}
+
+/// What the migration engine waits for, as these settings say.
+impl From<&ServiceSettings> for Waits {
+    fn from(service: &ServiceSettings) -> Self {
+        Waits {
+            migration_lock: service.migration_lock_timeout.into(),
+            table_lock: service.migration_lock_wait.into(),
+            budget: service.migration_lock_budget.into(),
+            batch_pause: Duration::from_millis(service.backfill_pause_ms),
+            batch_statement: service.backfill_statement_timeout.into(),
         }
     }
 }
@@ -316,6 +331,11 @@ mod tests {
 
     fn settings(figment: Figment) -> Result<Settings, SettingsError> {
         Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn the_engines_default_waits_are_the_settings_defaults() {
+        assert_eq!(Waits::from(&ServiceSettings::default()), Waits::default());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::BigInt;
 use students_api::migrate::{
-    ApplyTarget, Batch, Checksum, EmbeddedMigration, Migrations, Migrator, Order, PostDeploy, Waits,
+    ApplyTarget, Batch, Checksum, EmbeddedMigration, Migrations, Migrator, Order, PostDeploy,
+    Waits, migrations,
 };
 
 use crate::helpers::{TestDb, applied_versions};
@@ -40,7 +41,7 @@ const MARK_DONE: EmbeddedMigration = EmbeddedMigration {
 };
 
 fn set(batched: EmbeddedMigration) -> Migrations {
-    Migrations(Box::leak(vec![CREATE_THING, batched].into_boxed_slice()))
+    migrations(Box::leak(vec![CREATE_THING, batched].into_boxed_slice()))
 }
 
 fn migrator(db: &TestDb, set: Migrations, waits: Waits) -> Migrator {

@@ -2,7 +2,7 @@
 
 use diesel::connection::SimpleConnection;
 
-use students_api::migrate::{ApplyTarget, Migrations, Migrator, Order, PostDeploy, Waits};
+use students_api::migrate::{ApplyTarget, Migrator, Order, PostDeploy, Waits, migrations};
 
 use crate::helpers::{FILES, TestDb, applied_versions, public_objects, schema_dump};
 use crate::process::migrate;
@@ -229,7 +229,7 @@ fn run_skip_post_deploy_stops_before_the_first_post_deploy_migration() {
     let with_contract_step = |post_deploy: bool| {
         let mut set = FILES.to_vec();
         set[last].post_deploy = post_deploy;
-        Migrations(Box::leak(set.into_boxed_slice()))
+        migrations(Box::leak(set.into_boxed_slice()))
     };
     let mut migrator =
         Migrator::connect(db.url(), with_contract_step(true), Waits::default()).unwrap();

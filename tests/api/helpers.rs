@@ -187,7 +187,7 @@ fn template() -> &'static str {
 /// applies them).
 fn build_digest() -> String {
     let mut digest = Sha256::new();
-    for migration in MIGRATIONS.0 {
+    for migration in MIGRATIONS.list {
         digest.update(migration.name);
         digest.update(migration.up);
         digest.update(migration.down.unwrap_or_default());
@@ -392,7 +392,7 @@ pub fn public_objects(conn: &mut PgConnection) -> Vec<String> {
 }
 
 /// The service's migrations, in version order.
-pub const FILES: &[EmbeddedMigration] = MIGRATIONS.0;
+pub const FILES: &[EmbeddedMigration] = MIGRATIONS.list;
 
 /// Versions diesel has recorded as applied, in order; none before its table exists.
 pub fn applied_versions(conn: &mut PgConnection) -> Vec<String> {

@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Integer;
 use students_api::migrate::{
     ApplyTarget, EmbeddedMigration, MigrateError, Migrations, Migrator, Order, PostDeploy, Waits,
+    migrations,
 };
 
 use crate::helpers::{FILES, TestDb, applied_versions, revert_through};
@@ -25,7 +26,7 @@ const HOLD: Duration = Duration::from_secs(8);
 fn with_one_more(extra: EmbeddedMigration) -> Migrations {
     let mut all: Vec<EmbeddedMigration> = FILES.to_vec();
     all.push(extra);
-    Migrations(Box::leak(all.into_boxed_slice()))
+    migrations(Box::leak(all.into_boxed_slice()))
 }
 
 /// A CHECK added as a migration written today: no lock_timeout of its own.

@@ -8,7 +8,7 @@ use rocket::http::Status;
 use serde_json::Value;
 use students_api::migrate::{
     ApplyTarget, EmbeddedMigration, MigrateError, Migrations, Migrator, Order, PostDeploy,
-    RevertTarget, Waits,
+    RevertTarget, Waits, migrations,
 };
 
 use crate::helpers::{FILES, TestDb, applied_versions, client_with, figment, students_fingerprint};
@@ -147,8 +147,8 @@ const ADD_LABEL: EmbeddedMigration = EmbeddedMigration {
     ..CREATE_THING
 };
 /// Two migrations of their own table, applied; then the same with one merged late between them.
-const A_THEN_C: Migrations = Migrations(&[CREATE_THING, ADD_LABEL]);
-const WITH_B_MERGED_LATE: Migrations = Migrations(&[CREATE_THING, ADD_SIZE, ADD_LABEL]);
+const A_THEN_C: Migrations = migrations(&[CREATE_THING, ADD_LABEL]);
+const WITH_B_MERGED_LATE: Migrations = migrations(&[CREATE_THING, ADD_SIZE, ADD_LABEL]);
 
 #[test]
 fn allow_out_of_order_applies_it_on_purpose_and_revert_is_never_refused() {

@@ -7,7 +7,7 @@ use rocket::http::Status;
 use serde_json::{Value, json};
 use students_api::migrate::{
     ApplyTarget, EmbeddedMigration, MIGRATIONS, MigrateError, Migrations, Migrator, Order,
-    PostDeploy, RevertTarget, Waits,
+    PostDeploy, RevertTarget, Waits, migrations,
 };
 use students_api::schema::student;
 
@@ -265,7 +265,7 @@ fn with_migrate_on_start_off_ignition_leaves_the_database_untouched() {
 }
 
 /// A migration that fails after one that succeeds.
-const BROKEN: Migrations = Migrations(&[
+const BROKEN: Migrations = migrations(&[
     EmbeddedMigration {
         name: "2020-01-01-000000-0000_create_thing",
         up: include_str!("../broken_migrations/2020-01-01-000000-0000_create_thing/up.sql"),
@@ -325,7 +325,7 @@ fn a_first_install_skipping_post_deploy_migrations_applies_those_a_needed_one_is
 }
 
 /// A release's expand step behind an earlier release's contract step.
-const CONTRACT_THEN_EXPAND: Migrations = Migrations(&[
+const CONTRACT_THEN_EXPAND: Migrations = migrations(&[
     EmbeddedMigration {
         name: "2020-01-01-000000-0000_create_thing",
         up: "CREATE TABLE thing (id int, legacy int);",

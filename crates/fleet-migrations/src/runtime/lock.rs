@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool};
 
-/// Fixed key of the migration lock, the same in every process of this service. Advisory locks
-/// are per database, so services on other databases of the same server do not contend.
-pub const LOCK_KEY: i64 = 0x5354_5544_454e_5453; // "STUDENTS"
-
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(QueryableByName)]
@@ -22,14 +18,15 @@ struct Locked {
     locked: bool,
 }
 
-/// Takes the lock on `conn` (a session lock: it lasts until released or the connection closes),
-/// waiting up to `timeout` for another holder to finish. `Ok(false)` when the wait ran out.
-pub fn acquire(conn: &mut PgConnection, timeout: Duration) -> QueryResult<bool> {
+/// Takes the lock `key` on `conn` (a session lock: it lasts until released or the connection
+/// closes), waiting up to `timeout` for another holder to finish. `Ok(false)` when the wait ran
+/// out.
+pub fn acquire(conn: &mut PgConnection, key: i64, timeout: Duration) -> QueryResult<bool> {
     let deadline = Instant::now() + timeout;
     let mut announced = false;
     loop {
         let Locked { locked } = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-            .bind::<BigInt, _>(LOCK_KEY)
+            .bind::<BigInt, _>(key)
             .get_result(conn)?;
         if locked {
             if announced {
@@ -51,9 +48,9 @@ pub fn acquire(conn: &mut PgConnection, timeout: Duration) -> QueryResult<bool> 
     }
 }
 
-pub fn release(conn: &mut PgConnection) -> QueryResult<()> {
+pub fn release(conn: &mut PgConnection, key: i64) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
-        .bind::<BigInt, _>(LOCK_KEY)
+        .bind::<BigInt, _>(key)
         .execute(conn)
         .map(drop)
 }

@@ -18,6 +18,8 @@ pub enum Unready {
     OutOfOrder {
         pending: &'static str,
         newest_applied: String,
+        /// The command that steers the migrations, for the advice.
+        program: &'static str,
     },
     /// Migrations this binary needs, not yet applied: a release's migration step is running or
     /// still to come.
@@ -33,7 +35,8 @@ impl fmt::Display for Unready {
             Unready::OutOfOrder {
                 pending,
                 newest_applied,
-            } => write!(f, "{}", out_of_order(pending, newest_applied)),
+                program,
+            } => write!(f, "{}", out_of_order(pending, newest_applied, program)),
             Unready::Pending(names) => write!(f, "Migrations pending: {}", names.join(", ")),
             Unready::Drift(drift) => {
                 let drift: Vec<String> = drift.iter().map(Drift::to_string).collect();
@@ -49,14 +52,14 @@ impl fmt::Display for Unready {
 }
 
 /// What is wrong with applying `pending` after `newest_applied`, and the two ways out.
-pub fn out_of_order(pending: &str, newest_applied: &str) -> String {
+pub fn out_of_order(pending: &str, newest_applied: &str, program: &str) -> String {
     let newest_prefix = newest_applied.split('_').next().unwrap_or(newest_applied);
     format!(
         "migration {pending} is pending but older than {newest_applied}, which is applied: it was \
          probably merged from a branch after that one ran, and applying it now would run it out \
          of order. Give it a timestamp after {newest_prefix} (rename migrations/{pending}), or, \
          once you have checked that it does not depend on what came after it, apply it on \
-         purpose with `students-api migrate run --allow-out-of-order`"
+         purpose with `{program} migrate run --allow-out-of-order`"
     )
 }
 
@@ -68,7 +71,7 @@ pub fn readiness(
     schema: &[SchemaColumn],
 ) -> QueryResult<Option<Unready>> {
     let applied: Vec<String> = applied(conn)?.into_iter().map(|(v, _)| v).collect();
-    let pending: Vec<_> = (set.0.iter())
+    let pending: Vec<_> = (set.list.iter())
         .filter(|migration| !applied.contains(&migration.version()))
         .collect();
     // Oldest first, so the last is the newest.
@@ -79,6 +82,7 @@ pub fn readiness(
                 newest_applied: set
                     .find(newest)
                     .map_or_else(|| newest.clone(), |m| m.name.to_owned()),
+                program: set.program,
             }));
         }
     }

@@ -17,8 +17,6 @@ use diesel::prelude::*;
 use diesel::sql_types::{Double, Integer, Nullable, Text};
 use rand::Rng;
 
-use crate::settings::ServiceSettings;
-
 /// What the migrator waits for, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waits {
@@ -34,22 +32,17 @@ pub struct Waits {
     pub batch_statement: Duration,
 }
 
-impl From<&ServiceSettings> for Waits {
-    fn from(service: &ServiceSettings) -> Self {
-        Waits {
-            migration_lock: service.migration_lock_timeout.into(),
-            table_lock: service.migration_lock_wait.into(),
-            budget: service.migration_lock_budget.into(),
-            batch_pause: Duration::from_millis(service.backfill_pause_ms),
-            batch_statement: service.backfill_statement_timeout.into(),
-        }
-    }
-}
-
 impl Default for Waits {
-    /// The settings' defaults.
+    /// Five minutes for another process's migrations; 1 s per lock attempt within 60 s in all
+    /// (pgroll waits 500 ms an attempt); 50 ms between batches, 10 s for one.
     fn default() -> Self {
-        Waits::from(&ServiceSettings::default())
+        Waits {
+            migration_lock: Duration::from_secs(300),
+            table_lock: Duration::from_secs(1),
+            budget: Duration::from_secs(60),
+            batch_pause: Duration::from_millis(50),
+            batch_statement: Duration::from_secs(10),
+        }
     }
 }
 

@@ -14,6 +14,8 @@ use diesel::pg::Pg;
 use diesel_migrations::MigrationError;
 use sha2::{Digest, Sha256};
 
+use super::drift::SchemaColumn;
+
 /// One migration, as compiled in from its folder.
 #[derive(Debug, Clone)]
 pub struct EmbeddedMigration {
@@ -40,12 +42,22 @@ pub struct Batch {
     pub remaining_rows: Option<&'static str>,
 }
 
-/// A set of migrations, in version order.
+/// A service's migrations, in version order, with what identifies the service to the engine.
 #[derive(Debug, Clone, Copy)]
-pub struct Migrations(pub &'static [EmbeddedMigration]);
-
-/// The service's migrations: every folder under `migrations/`.
-pub const MIGRATIONS: Migrations = Migrations(include!(concat!(env!("OUT_DIR"), "/migrations.rs")));
+pub struct Migrations {
+    /// Every migration, oldest first: what [`crate::build`] embeds.
+    pub list: &'static [EmbeddedMigration],
+    /// Every column of the service's `schema.rs` (also embedded by [`crate::build`]): the live
+    /// schema must have them for the service to be ready.
+    pub schema: &'static [SchemaColumn],
+    /// The advisory lock every process migrating this service's database takes. Advisory locks
+    /// are per database, so services on other databases of the same server never contend; two
+    /// services sharing a database need different keys.
+    pub lock_key: i64,
+    /// The command a person runs to steer the migrations (`students-api`), named in messages
+    /// that say what to run (`... migrate run --to VERSION`).
+    pub program: &'static str,
+}
 
 impl EmbeddedMigration {
     /// diesel's version of the folder: the part before the first `_`, without dashes.
@@ -74,11 +86,25 @@ fn sha256(text: &str) -> String {
 }
 
 impl Migrations {
+    pub const fn new(
+        list: &'static [EmbeddedMigration],
+        schema: &'static [SchemaColumn],
+        lock_key: i64,
+        program: &'static str,
+    ) -> Self {
+        Migrations {
+            list,
+            schema,
+            lock_key,
+            program,
+        }
+    }
+
     /// The migration a user's VERSION names: a version (`202611271634020000`), a folder prefix
     /// (`2026-11-27-163402-0000`) or a whole folder name.
     pub fn find(&self, spec: &str) -> Option<&'static EmbeddedMigration> {
         let prefix = |migration: &EmbeddedMigration| migration.name.split('_').next() == Some(spec);
-        (self.0.iter()).find(|migration| {
+        (self.list.iter()).find(|migration| {
             migration.version() == spec || migration.name == spec || prefix(migration)
         })
     }
@@ -87,7 +113,7 @@ impl Migrations {
 impl MigrationSource<Pg> for Migrations {
     fn migrations(&self) -> migration::Result<Vec<Box<dyn Migration<Pg>>>> {
         Ok(self
-            .0
+            .list
             .iter()
             .map(|migration| Box::new(migration) as _)
             .collect())

@@ -9,8 +9,8 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable, Text};
 
-use super::Direction;
 use super::source::EmbeddedMigration;
+use super::targets::Direction;
 
 diesel::table! {
     /// diesel's own table, as its `MigrationConnection::setup` creates it.

@@ -1,0 +1,244 @@
+//! The engine on its own, against real PostgreSQL (the server `DATABASE_URL` names; the
+//! service's `scripts/test.sh` starts one): what a service passes it (its lock key, its command's
+//! name) is what it uses, and its guarantees hold for migrations that are not the service's.
+//! Each test creates a database of its own and drops it when it ends.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_query;
+use diesel::sql_types::BigInt;
+use diesel_fleet_migrations::{
+    ApplyTarget, EmbeddedMigration, MigrateError, Migrations, Migrator, Order, PostDeploy,
+    RevertTarget, SchemaColumn, Unready, Waits, readiness,
+};
+
+const KEY: i64 = 4242;
+const PROGRAM: &str = "shop-api";
+
+const CREATE_ITEM: EmbeddedMigration = migration(
+    "2030-01-01-000000-0000_create_item",
+    "CREATE TABLE item (id serial PRIMARY KEY, name text NOT NULL);",
+    "DROP TABLE item;",
+);
+const ADD_PRICE: EmbeddedMigration = migration(
+    "2030-01-02-000000-0000_add_item_price",
+    "ALTER TABLE item ADD COLUMN price integer;",
+    "ALTER TABLE item DROP COLUMN price;",
+);
+const ADD_NOTE: EmbeddedMigration = migration(
+    "2030-01-03-000000-0000_add_item_note",
+    "ALTER TABLE item ADD COLUMN note text;",
+    "ALTER TABLE item DROP COLUMN note;",
+);
+
+const SCHEMA: &[SchemaColumn] = &[
+    column("id", "Int4", false),
+    column("name", "Text", false),
+    column("price", "Int4", true),
+];
+
+const fn migration(name: &'static str, up: &'static str, down: &'static str) -> EmbeddedMigration {
+    EmbeddedMigration {
+        name,
+        up,
+        down: Some(down),
+        run_in_transaction: true,
+        post_deploy: false,
+        batch: None,
+    }
+}
+
+const fn column(column: &'static str, sql_type: &'static str, nullable: bool) -> SchemaColumn {
+    SchemaColumn {
+        table: "item",
+        column,
+        sql_type,
+        nullable,
+    }
+}
+
+fn set(list: &'static [EmbeddedMigration]) -> Migrations {
+    Migrations::new(list, SCHEMA, KEY, PROGRAM)
+}
+
+/// A database of its own, dropped when the test ends.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn new() -> Database {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let admin = std::env::var("DATABASE_URL").expect(
+            "the engine's tests need a PostgreSQL server: run scripts/test.sh, or set \
+             DATABASE_URL to a server where this role may create databases",
+        );
+        let name = format!(
+            "engine_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut connect(&admin))
+            .expect("create the test database");
+        let (server, _) = admin.rsplit_once('/').expect("a URL with a database");
+        let url = format!("{server}/{name}");
+        Database { admin, name, url }
+    }
+
+    fn migrator(&self, set: Migrations, waits: Waits) -> Result<Migrator, MigrateError> {
+        Migrator::connect(&self.url, set, waits)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut connect(&self.admin));
+    }
+}
+
+fn connect(url: &str) -> PgConnection {
+    PgConnection::establish(url).unwrap_or_else(|err| panic!("connect to {url}: {err}"))
+}
+
+fn run(migrator: &mut Migrator) -> Result<Vec<&'static str>, MigrateError> {
+    migrator.run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
+}
+
+#[test]
+fn a_second_migrator_waits_for_the_lock_key_it_was_given_and_names_it_when_it_gives_up() {
+    let db = Database::new();
+    let waits = Waits {
+        migration_lock: Duration::from_millis(300),
+        ..Waits::default()
+    };
+    let holder = db.migrator(set(&[CREATE_ITEM]), waits).unwrap();
+    let mut conn = connect(&db.url);
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = BigInt)]
+        held: i64,
+    }
+    let Held { held } = sql_query(
+        "SELECT count(*) AS held FROM pg_locks \
+         WHERE locktype = 'advisory' AND objid = $1 AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind::<BigInt, _>(KEY)
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(held, 1, "the lock taken is not the key passed");
+
+    let err = db.migrator(set(&[CREATE_ITEM]), waits).err().unwrap();
+    assert!(
+        matches!(err, MigrateError::LockTimeout { key: KEY, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("advisory lock 4242"), "{err}");
+
+    // The control: another key does not wait for this one.
+    let other = Migrations::new(&[CREATE_ITEM], SCHEMA, KEY + 1, PROGRAM);
+    assert!(db.migrator(other, waits).is_ok());
+    drop(holder);
+    assert!(db.migrator(set(&[CREATE_ITEM]), waits).is_ok());
+}
+
+#[test]
+fn an_applied_migration_edited_since_stops_the_next_run_and_a_late_one_is_refused_naming_the_command()
+ {
+    let db = Database::new();
+    let mut migrator = db
+        .migrator(set(&[CREATE_ITEM, ADD_NOTE]), Waits::default())
+        .unwrap();
+    assert_eq!(
+        run(&mut migrator).unwrap(),
+        [
+            "2030-01-01-000000-0000_create_item",
+            "2030-01-03-000000-0000_add_item_note"
+        ]
+    );
+    drop(migrator);
+
+    // ADD_PRICE sorts before ADD_NOTE, which is applied: a branch merged late.
+    let mut migrator = db
+        .migrator(set(&[CREATE_ITEM, ADD_PRICE, ADD_NOTE]), Waits::default())
+        .unwrap();
+    let err = run(&mut migrator).unwrap_err();
+    assert!(matches!(err, MigrateError::OutOfOrder(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`shop-api migrate run --allow-out-of-order`"),
+        "{err}"
+    );
+    let applied = migrator
+        .run(&ApplyTarget::All, PostDeploy::Apply, Order::AllowOutOfOrder)
+        .unwrap();
+    assert_eq!(applied, ["2030-01-02-000000-0000_add_item_price"]);
+    drop(migrator);
+
+    static EDITED: [EmbeddedMigration; 3] = [
+        CREATE_ITEM,
+        EmbeddedMigration {
+            up: "ALTER TABLE item ADD COLUMN price bigint;",
+            ..ADD_PRICE
+        },
+        ADD_NOTE,
+    ];
+    let mut migrator = db.migrator(set(&EDITED), Waits::default()).unwrap();
+    let err = run(&mut migrator).unwrap_err();
+    assert!(matches!(err, MigrateError::Verification(_)), "{err}");
+    assert!(err.to_string().contains("up.sql changed"), "{err}");
+}
+
+#[test]
+fn readiness_compares_the_live_schema_with_the_columns_passed_and_revert_undoes_each_step() {
+    let db = Database::new();
+    let all = set(&[CREATE_ITEM, ADD_PRICE]);
+    let mut migrator = db.migrator(all, Waits::default()).unwrap();
+    assert_eq!(
+        migrator.readiness().unwrap(),
+        Some(Unready::Pending(vec![
+            "2030-01-01-000000-0000_create_item",
+            "2030-01-02-000000-0000_add_item_price"
+        ]))
+    );
+    run(&mut migrator).unwrap();
+    assert_eq!(migrator.readiness().unwrap(), None);
+
+    let mut conn = connect(&db.url);
+    sql_query("ALTER TABLE item ALTER COLUMN name DROP NOT NULL")
+        .execute(&mut conn)
+        .unwrap();
+    match readiness(&mut conn, all, SCHEMA).unwrap() {
+        Some(Unready::Drift(drift)) => assert_eq!(drift.len(), 1, "{drift:?}"),
+        other => panic!("a column made nullable by hand is drift: {other:?}"),
+    }
+
+    let reverted = migrator.revert(&RevertTarget::All).unwrap();
+    assert_eq!(
+        reverted,
+        [
+            "2030-01-02-000000-0000_add_item_price",
+            "2030-01-01-000000-0000_create_item"
+        ]
+    );
+    #[derive(QueryableByName)]
+    struct Tables {
+        #[diesel(sql_type = BigInt)]
+        tables: i64,
+    }
+    let Tables { tables } = sql_query(
+        "SELECT count(*) AS tables FROM pg_tables WHERE schemaname = 'public' AND tablename = 'item'",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(tables, 0);
+}
