@@ -153,7 +153,8 @@ impl Default for ServiceSettings {
 }
 
 /// The request pool: rocket_sync_db_pools' configuration of it and what this service adds.
-#[derive(Debug, Clone, PartialEq)]
+/// (`Debug` leaves out the URL's password: see [`redacted`].)
+#[derive(Clone, PartialEq)]
 pub struct PoolSettings {
     /// `url`, `pool_size` and `timeout` (seconds a request waits for a connection), with
     /// rocket_sync_db_pools' defaults.
@@ -161,6 +162,33 @@ pub struct PoolSettings {
     /// Connections opened at start; the pool grows to `pool_size` under load. Opening every one
     /// up front would add each one's authentication to the start.
     pub min_idle: u32,
+}
+
+impl fmt::Debug for PoolSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolSettings")
+            .field("url", &redacted(&self.config.url))
+            .field("pool_size", &self.config.pool_size)
+            .field("timeout", &self.config.timeout)
+            .field("min_idle", &self.min_idle)
+            .finish()
+    }
+}
+
+/// A database URL with its password, if it has one, as `***`: what may reach a log or a panic
+/// message.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl PoolSettings {
@@ -331,6 +359,22 @@ mod tests {
 
     fn settings(figment: Figment) -> Result<Settings, SettingsError> {
         Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let url = "postgres://someone:s3cret@db.example:5432/students".to_owned();
+        let figment = with_database_url(shipped_rocket_toml(), Some(url));
+        let shown = format!("{:?}", settings(figment).unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://someone:***@db.example:5432/students"),
+            "{shown}"
+        );
+        assert_eq!(
+            redacted("postgres://db.example/students"),
+            "postgres://db.example/students"
+        );
     }
 
     #[test]

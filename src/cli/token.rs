@@ -53,7 +53,7 @@ pub fn token(command: &TokenCommand) -> ExitCode {
     match run_token(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err.to_string()));
+            eprintln!("error: {}", migrate::one_line(&err.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -122,14 +122,4 @@ fn run_token(command: &TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
-}
-
-/// libpq's messages span lines (`... failed: Connection refused\n\tIs the server running ...`).
-fn one_line(message: &str) -> String {
-    let parts: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    parts.join(" ")
 }
