@@ -40,7 +40,10 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(students::stage())
         .attach(health::stage())
         .attach(openapi::stage())
-        .attach(http::stage())
+        .attach(http::stage(|request, response| {
+            logging::access_unscreened(request, response);
+            metrics::count_unscreened(request, response);
+        }))
         .attach(metrics::stage())
         .attach(logging::stage())
 }

@@ -9,9 +9,9 @@ use rocket::http::{Header, Method, Status};
 use rocket::response::{self, Responder};
 use rocket::{Catcher, Request, catch, catchers};
 
+use super::Unscreened;
 use super::error::{message, take_refusal};
 use super::framing::{no_store_if_error, screened};
-use crate::{logging, metrics};
 
 pub fn catchers() -> Vec<Catcher> {
     catchers![bad_request, not_found, any_status]
@@ -28,8 +28,9 @@ impl<'r> Responder<'r, 'static> for Caught {
             response.set_header(Header::new("X-Content-Type-Options", "nosniff"));
             response.set_header(Header::new("X-Frame-Options", "SAMEORIGIN"));
             no_store_if_error(&mut response);
-            logging::access_unscreened(request, &response);
-            metrics::count_unscreened(request, &response);
+            if let Some(Unscreened(record)) = request.rocket().state::<Unscreened>() {
+                record(request, &response);
+            }
         }
         Ok(response)
     }

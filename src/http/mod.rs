@@ -18,10 +18,16 @@ pub use error::{
 pub use framing::{Framing, no_store_if_error, route, screened};
 pub use params::path_int;
 
-/// The JSON catchers, for every path, and the routes that answer what [`Framing`] refused.
-pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("JSON errors", |rocket| async {
+/// What records an answer no fairing saw (the access log's line and the request metrics do for
+/// every other answer): Rocket answers a request it cannot represent from a catcher alone.
+pub struct Unscreened(pub fn(&rocket::Request<'_>, &rocket::Response<'_>));
+
+/// The JSON catchers, for every path, and the routes that answer what [`Framing`] refused;
+/// `record` is called with each answer no fairing saw.
+pub fn stage(record: fn(&rocket::Request<'_>, &rocket::Response<'_>)) -> AdHoc {
+    AdHoc::on_ignite("JSON errors", move |rocket| async move {
         rocket
+            .manage(Unscreened(record))
             .register("/", catchers::catchers())
             .mount("/", framing::FramingRefusal::routes())
     })
