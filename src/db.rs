@@ -11,18 +11,16 @@ use diesel::r2d2::{self as diesel_r2d2, ConnectionManager};
 use rocket::tokio::sync::Semaphore;
 use rocket::tokio::task::spawn_blocking;
 use rocket::tokio::time::timeout;
-use rocket::{Build, Rocket};
 use rocket_sync_db_pools::r2d2::{self, ManageConnection};
-use rocket_sync_db_pools::{PoolResult, Poolable};
 
-use crate::settings::{DATABASE, Settings};
+use crate::settings::Settings;
 
-/// The request pool: rocket_sync_db_pools' configuration (`[default.databases.students]`) and
-/// `Poolable`, r2d2-pooled `PgConnection`s, driven by [`run`].
+/// The request pool: r2d2-pooled `PgConnection`s (rocket_sync_db_pools' r2d2, configured by its
+/// `Config`, `[default.databases.students]`), driven by [`run`].
 ///
 /// rocket_sync_db_pools' own `Connection` guard crosses to a blocking thread three times per
 /// request (checkout, the query, and the return in `Drop`) and its pool is private, so the service
-/// keeps the r2d2 pool that [`Poolable::pool`] builds and hands it out itself, once per request.
+/// builds the r2d2 pool from the settings and hands it out itself, once per request.
 pub struct Pool {
     connections: r2d2::Pool<PgManager>,
     /// One per connection: a request waits for one here, in async code, holding no thread.
@@ -43,15 +41,21 @@ pub struct PoolStats {
 }
 
 impl Pool {
-    /// The pool the settings managed in `rocket` describe, built by rocket_sync_db_pools'
-    /// [`Poolable`]. Opens `min_idle` connections, so call it on a blocking thread.
-    pub fn open(rocket: &Rocket<Build>) -> Result<Pool, String> {
-        let settings = rocket
-            .state::<Settings>()
-            .ok_or("the settings were not extracted")?;
+    /// The pool `settings` describe. Opens `min_idle` connections, so call it on a blocking
+    /// thread.
+    pub fn open(settings: &Settings) -> Result<Pool, String> {
         let pool = &settings.pool.config;
-        let connections = PgConn::pool(DATABASE, rocket)
-            .map_err(|err| format!("cannot build the connection pool: {err:?}"))?;
+        let manager = PgManager {
+            manager: ConnectionManager::new(&pool.url),
+            statements: settings.service.statement_cache(),
+        };
+        let connections = r2d2::Pool::builder()
+            .max_size(pool.pool_size)
+            .min_idle(Some(settings.pool.min_idle.min(pool.pool_size)))
+            .test_on_check_out(false)
+            .connection_timeout(settings.pool.timeout())
+            .build(manager)
+            .map_err(|err| format!("cannot build the connection pool: {err}"))?;
         let threads = settings.rocket.max_blocking;
         if threads < pool.pool_size as usize {
             log::warn!(
@@ -244,30 +248,5 @@ impl ManageConnection for PgManager {
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
         conn.broken || self.manager.has_broken(&mut conn.conn)
-    }
-}
-
-impl Poolable for PgConn {
-    type Manager = PgManager;
-    type Error = &'static str;
-
-    /// From the settings managed in `rocket`: rocket_sync_db_pools' `Config`, read once there.
-    fn pool(_: &str, rocket: &Rocket<Build>) -> PoolResult<Self> {
-        let settings = rocket
-            .state::<Settings>()
-            .ok_or(rocket_sync_db_pools::Error::Custom(
-                "the settings were not extracted",
-            ))?;
-        let pool = &settings.pool;
-        let manager = PgManager {
-            manager: ConnectionManager::new(&pool.config.url),
-            statements: settings.service.statement_cache(),
-        };
-        Ok(r2d2::Pool::builder()
-            .max_size(pool.config.pool_size)
-            .min_idle(Some(pool.min_idle.min(pool.config.pool_size)))
-            .test_on_check_out(false)
-            .connection_timeout(pool.timeout())
-            .build(manager)?)
     }
 }

@@ -15,7 +15,7 @@ use rocket::config::LogLevel;
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::{Data, Request, Response};
 
-use crate::settings::{AccessLogFormat, Settings};
+use crate::settings::AccessLogFormat;
 use crate::timing;
 
 struct Logger {
@@ -84,18 +84,11 @@ fn install(logger: Logger, level: LevelFilter) {
     }
 }
 
-/// The access log the settings ask for, as a fairing.
-pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Access log", |rocket| async {
-        // Without settings, ignition has already failed.
-        match rocket.state::<Settings>() {
-            Some(settings) => {
-                let format = settings.service.access_log;
-                // Also kept as state, for the catchers' answers to requests no fairing saw.
-                rocket.manage(AccessLog(format)).attach(AccessLog(format))
-            }
-            None => rocket,
-        }
+/// The access log in `format`, as a fairing.
+pub fn stage(format: AccessLogFormat) -> AdHoc {
+    AdHoc::on_ignite("Access log", move |rocket| async move {
+        // Also kept as state, for the catchers' answers to requests no fairing saw.
+        rocket.manage(AccessLog(format)).attach(AccessLog(format))
     })
 }
 

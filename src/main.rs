@@ -43,7 +43,7 @@ async fn serve() -> ExitCode {
         log::error!("{message}");
         return ExitCode::FAILURE;
     }
-    match students_api::build(figment).manage(settings).launch().await {
+    match students_api::build_with(figment, settings).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
             // Ignition failures were already logged with their cause by the failing stage.

@@ -16,9 +16,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use diesel::connection::CacheSize;
+use rocket::figment::providers::Serialized;
 use rocket::figment::{self, Figment};
 use rocket::serde::Deserialize;
-use rocket::{Build, Rocket};
 
 use crate::migrate::Waits;
 
@@ -56,6 +56,22 @@ pub fn with_database_url(figment: Figment, database_url: Option<String>) -> Figm
     match database_url {
         Some(url) => figment.merge((pool_key("url"), url)),
         None => figment,
+    }
+}
+
+/// rocket_sync_db_pools' `Config::figment` for the pool, from `figment` rather than from a built
+/// Rocket: the keys under `databases.students`, with its defaults (a 5 s timeout, and 4
+/// connections per worker).
+fn pool_figment(figment: &Figment) -> Figment {
+    let pool_size = (figment.extract_inner::<u32>(rocket::Config::WORKERS))
+        .map(|workers| workers * 4)
+        .ok();
+    let pool = (figment.clone())
+        .focus(pool_key("").trim_end_matches('.'))
+        .join(Serialized::default("timeout", 5));
+    match pool_size {
+        Some(pool_size) => pool.join(Serialized::default("pool_size", pool_size)),
+        None => pool,
     }
 }
 
@@ -271,14 +287,15 @@ impl SettingsError {
 }
 
 impl Settings {
-    /// The settings of the Rocket about to ignite.
-    pub fn from_rocket(rocket: &Rocket<Build>) -> Result<Settings, SettingsError> {
-        let rocket_config = rocket::Config::try_from(rocket.figment())
+    /// Every key `figment` sets, read once: Rocket's own as Rocket reads them, the pool's as
+    /// rocket_sync_db_pools does, and this service's. The binary, its subcommands and the tests
+    /// read them here and pass them on; nothing reads them again.
+    pub fn from_figment(figment: Figment) -> Result<Settings, SettingsError> {
+        let rocket_config = rocket::Config::try_from(&figment)
             .map_err(|err| SettingsError::from_figment("", err))?;
         let service: ServiceSettings =
-            (rocket.figment().extract()).map_err(|err| SettingsError::from_figment("", err))?;
-        let pool = rocket_sync_db_pools::Config::figment(DATABASE, rocket)
-            .join(("min_idle", PoolSettings::DEFAULT_MIN_IDLE));
+            (figment.extract()).map_err(|err| SettingsError::from_figment("", err))?;
+        let pool = pool_figment(&figment).join(("min_idle", PoolSettings::DEFAULT_MIN_IDLE));
         let prefix = pool_key("");
         let invalid = |err| SettingsError::from_figment(&prefix, err);
         let pool = PoolSettings {
@@ -308,12 +325,6 @@ impl Settings {
             service,
             pool,
         })
-    }
-
-    /// The settings `figment` gives, for the subcommands and the binary's checks before it
-    /// builds the service: read exactly as [`Settings::from_rocket`] reads them at ignition.
-    pub fn from_figment(figment: Figment) -> Result<Settings, SettingsError> {
-        Settings::from_rocket(&rocket::custom(figment))
     }
 
     /// The pool's database URL: what the service and the `migrate` subcommands connect to.

@@ -9,7 +9,6 @@ use diesel::connection::CacheSize;
 use diesel::prelude::*;
 use rocket::fairing::AdHoc;
 use rocket::tokio::task::spawn_blocking;
-use rocket::{Build, Rocket};
 
 use crate::db::Pool;
 use crate::drain::{self, Draining};
@@ -20,37 +19,25 @@ use crate::migrate::{
 use crate::settings::Settings;
 
 /// The stage, with the service's migrations.
-pub fn stage() -> AdHoc {
-    stage_with(MIGRATIONS)
+pub fn stage(settings: Settings) -> AdHoc {
+    stage_with(settings, MIGRATIONS)
 }
 
 /// [`stage`] with another set of migrations, for tests that need a migration to fail.
-pub fn stage_with(migrations: Migrations) -> AdHoc {
+pub fn stage_with(settings: Settings, migrations: Migrations) -> AdHoc {
     AdHoc::try_on_ignite("Start-up", move |rocket| async move {
-        // The binary reads the settings before it builds the service (to log and to check its
-        // port); anything else has them read here.
-        let (rocket, settings) = match rocket.state::<Settings>().cloned() {
-            Some(settings) => (rocket, settings),
-            None => match Settings::from_rocket(&rocket) {
-                Ok(settings) => (rocket.manage(settings.clone()), settings),
-                Err(err) => {
-                    log::error!("{err}");
-                    return Err(rocket);
-                }
-            },
-        };
         // The migrations run on a direct connection of their own while the pool opens its first
         // connection: each costs a SCRAM handshake, and this way a start waits for one.
         let migrating = rocket::tokio::spawn(migrate(settings.clone(), migrations));
-        let (rocket, pool) = open_pool(rocket).await;
+        let pool = open_pool(&settings).await;
         if !migrating.await.unwrap_or(false) {
             // Already logged with its cause; the pool, if any, is dropped unused.
             return Err(rocket);
         }
-        let (rocket, pool) = match pool {
-            Ok(pool) => (rocket, Ok(pool)),
+        let pool = match pool {
+            Ok(pool) => Ok(pool),
             // The database came up only while the migrations waited for it.
-            Err(_) => open_pool(rocket).await,
+            Err(_) => open_pool(&settings).await,
         };
         let pool = match pool {
             Ok(pool) => pool,
@@ -70,13 +57,11 @@ pub fn stage_with(migrations: Migrations) -> AdHoc {
     })
 }
 
-async fn open_pool(rocket: Rocket<Build>) -> (Rocket<Build>, Result<Pool, String>) {
-    spawn_blocking(move || {
-        let pool = Pool::open(&rocket);
-        (rocket, pool)
-    })
-    .await
-    .expect("opening the pool does not panic")
+async fn open_pool(settings: &Settings) -> Result<Pool, String> {
+    let settings = settings.clone();
+    spawn_blocking(move || Pool::open(&settings))
+        .await
+        .expect("opening the pool does not panic")
 }
 
 /// Waits for the database, applies pending migrations (unless `migrate_on_start` is off), then

@@ -23,7 +23,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::db::{self, DbError, Pool};
 use crate::http::{ApiError, ErrorBody, refuse};
-use crate::settings::Settings;
+
 use tokens::{Scope, TokenDigest};
 
 /// How long a verdict on a token is kept: the bound on how long a revoked token still works.
@@ -131,15 +131,10 @@ enum Patience {
 /// pool's whole timeout (3 s measured), and the scrape with it.
 pub const SCRAPE_WAIT: Duration = Duration::from_millis(500);
 
-/// Manages [`Tokens`] as the settings say.
-pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Access control", |rocket| async {
-        let Some(settings) = rocket.state::<Settings>() else {
-            log::error!("the settings were not extracted");
-            return Err(rocket);
-        };
-        let tokens = Tokens::new(settings.service.public_reads);
-        Ok(rocket.manage(tokens))
+/// Manages [`Tokens`]; reads need a token unless `public_reads`.
+pub fn stage(public_reads: bool) -> AdHoc {
+    AdHoc::on_ignite("Access control", move |rocket| async move {
+        rocket.manage(Tokens::new(public_reads))
     })
 }
 

@@ -298,7 +298,8 @@ pub fn client_with(figment: Figment) -> Client {
 /// A live token of scope `students` in the database `client`'s service serves: one per database,
 /// made as `students-api token create` makes it.
 pub fn token(client: &Client) -> String {
-    let settings = (client.rocket().state::<Settings>()).expect("the service manages its settings");
+    let settings =
+        Settings::from_figment(client.rocket().figment().clone()).expect("the client's settings");
     token_of(settings.database_url())
 }
 

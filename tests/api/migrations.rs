@@ -10,6 +10,7 @@ use students_api::migrate::{
     PostDeploy, RevertTarget, Waits, migrations,
 };
 use students_api::schema::student;
+use students_api::settings::Settings;
 
 use crate::helpers::{
     FILES, TestDb, applied_versions, client, client_with, figment, public_objects, revert_through,
@@ -402,9 +403,10 @@ fn skipping_post_deploy_migrations_that_hold_back_a_needed_one_is_an_error_sayin
 #[test]
 fn a_failing_migration_stops_the_service_from_starting() {
     let db = TestDb::empty();
+    let settings = Settings::from_figment(figment(&db)).unwrap();
     let rocket = rocket::build()
         .configure(figment(&db))
-        .attach(students_api::startup::stage_with(BROKEN));
+        .attach(students_api::startup::stage_with(settings, BROKEN));
 
     let ignition = rocket::execute(rocket.ignite());
 
