@@ -39,6 +39,23 @@ fn not_found() -> ApiError {
     ApiError::not_found("Student not found")
 }
 
+/// The `{id}` of `/students/{id}`, for the OpenAPI document (the handlers parse it with
+/// [`path_int`], which keeps the parse error for the 422).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct StudentPath {
+    /// The student's id
+    #[param(minimum = -2147483648, maximum = 2147483647)]
+    id: i32,
+}
+
+/// The 404 of every operation on `/students/{id}`, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, description = "No student has this id")]
+#[allow(dead_code)]
+struct NotFound(ErrorBody);
+
 /// A page of students, already JSON, with a `Link` to the next one when more follow.
 pub struct StudentPage {
     body: Vec<u8>,
@@ -141,11 +158,11 @@ pub async fn list(
     path = "/students/{id}",
     operation_id = "get_student",
     tag = "students",
-    params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
+    params(StudentPath),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The student", body = Student),
-        (status = 404, description = "No student has this id", body = ErrorBody),
+        NotFound,
         (status = 422, description = "The id is not a 32-bit integer", body = ValidationErrorBody),
         ReadRefused,
         Unavailable,
@@ -204,11 +221,11 @@ pub async fn create(
     path = "/students/{id}",
     tag = "students",
     security(("bearer" = [])),
-    params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
+    params(StudentPath),
     request_body(content = StudentCreate, content_type = "application/json"),
     responses(
         (status = 200, description = "The student as now stored", body = Student),
-        (status = 404, description = "No student has this id", body = ErrorBody),
+        NotFound,
         BodyRejected,
         (status = 422, description = "The id or a field is invalid", body = ValidationErrorBody),
         Refused,
@@ -236,11 +253,11 @@ pub async fn replace(
     path = "/students/{id}",
     tag = "students",
     security(("bearer" = [])),
-    params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
+    params(StudentPath),
     request_body(content = StudentUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The student as now stored", body = Student),
-        (status = 404, description = "No student has this id", body = ErrorBody),
+        NotFound,
         BodyRejected,
         (status = 422, description = "The id or a field is invalid", body = ValidationErrorBody),
         Refused,
@@ -266,10 +283,10 @@ pub async fn update(
     path = "/students/{id}",
     tag = "students",
     security(("bearer" = [])),
-    params(("id" = i32, Path, description = "The student's id", minimum = -2147483648, maximum = 2147483647)),
+    params(StudentPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No student has this id", body = ErrorBody),
+        NotFound,
         (status = 422, description = "The id is not a 32-bit integer", body = ValidationErrorBody),
         Refused,
         Unavailable,
