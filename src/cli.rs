@@ -42,10 +42,28 @@ pub enum Command {
     Healthcheck,
 }
 
+/// Why a subcommand could not do its work: one line on standard error, and exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
+    #[error(transparent)]
+    Token(#[from] crate::auth::tokens::TokenError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// The database is not ready for the command: the message says what to do.
+    #[error("{0}")]
+    NotReady(&'static str),
+}
+
 /// Runs a `migrate` subcommand against the configured database, under the migration lock.
 pub fn migrate(command: &MigrateCommand) -> ExitCode {
     crate::logging::for_command();
-    let run = || -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let run = || -> Result<ExitCode, CommandError> {
         let settings = Settings::from_figment(settings::figment())?;
         let waits = Waits::from(&settings.service);
         let mut migrator = Migrator::connect(settings.database_url(), MIGRATIONS, waits)?;

@@ -43,7 +43,7 @@ pub struct PoolStats {
 impl Pool {
     /// The pool `settings` describe. Opens `min_idle` connections, so call it on a blocking
     /// thread.
-    pub fn open(settings: &Settings) -> Result<Pool, String> {
+    pub fn open(settings: &Settings) -> Result<Pool, PoolError> {
         let pool = &settings.pool.config;
         let manager = PgManager {
             manager: ConnectionManager::new(&pool.url),
@@ -54,8 +54,7 @@ impl Pool {
             .min_idle(Some(settings.pool.min_idle.min(pool.pool_size)))
             .test_on_check_out(false)
             .connection_timeout(settings.pool.timeout())
-            .build(manager)
-            .map_err(|err| format!("cannot build the connection pool: {err}"))?;
+            .build(manager)?;
         let threads = settings.rocket.max_blocking;
         if threads < pool.pool_size as usize {
             log::warn!(
@@ -110,6 +109,9 @@ impl Drop for Pool {
         }
     }
 }
+
+/// Why the pool could not be built: r2d2 could not open its first `min_idle` connections in time.
+pub type PoolError = r2d2::Error;
 
 /// Why [`run`] produced no result.
 #[derive(Debug, thiserror::Error)]

@@ -341,20 +341,29 @@ impl Settings {
 /// Fails, saying what to change, when the service could not listen on `address`. Rocket binds
 /// only after ignition, which is after migrating: a port already taken would stop the start once
 /// the schema had changed, with a message that names no setting. Binding once here fails first.
-pub fn check_can_listen(address: SocketAddr) -> Result<(), String> {
+pub fn check_can_listen(address: SocketAddr) -> Result<(), ListenError> {
     match TcpListener::bind(address) {
         Ok(_) => Ok(()),
-        Err(err) if err.kind() == ErrorKind::AddrInUse => Err(format!(
-            "port {} on {} is already in use (another copy of this service?): stop what \
-             listens there, or choose another port with ROCKET_PORT or `port` in Rocket.toml",
-            address.port(),
-            address.ip(),
-        )),
-        Err(err) => Err(format!(
-            "cannot listen on {address}: {err}; choose another with ROCKET_ADDRESS and \
-             ROCKET_PORT, or `address` and `port` in Rocket.toml"
-        )),
+        Err(err) if err.kind() == ErrorKind::AddrInUse => Err(ListenError::InUse(address)),
+        Err(err) => Err(ListenError::Other(address, err)),
     }
+}
+
+/// Why the service cannot listen where it is configured to.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "port {} on {} is already in use (another copy of this service?): stop what listens \
+         there, or choose another port with ROCKET_PORT or `port` in Rocket.toml",
+        .0.port(),
+        .0.ip()
+    )]
+    InUse(SocketAddr),
+    #[error(
+        "cannot listen on {0}: {1}; choose another with ROCKET_ADDRESS and ROCKET_PORT, or \
+         `address` and `port` in Rocket.toml"
+    )]
+    Other(SocketAddr, #[source] std::io::Error),
 }
 
 #[cfg(test)]
@@ -488,7 +497,9 @@ mod tests {
     #[test]
     fn a_taken_port_is_named_with_the_setting_that_changes_it() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-        let message = check_can_listen(taken.local_addr().unwrap()).unwrap_err();
+        let message = check_can_listen(taken.local_addr().unwrap())
+            .unwrap_err()
+            .to_string();
         let port = taken.local_addr().unwrap().port();
         assert!(message.starts_with(&format!("port {port} on 127.0.0.1 is already in use")));
         assert!(message.contains("ROCKET_PORT"), "{message}");

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use rocket::fairing::AdHoc;
 use rocket::tokio::task::spawn_blocking;
 
-use crate::db::Pool;
+use crate::db::{Pool, PoolError};
 use crate::drain::{self, Draining};
 use crate::migrate::{
     self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, Order, PostDeploy, SCHEMA,
@@ -26,38 +26,54 @@ pub fn stage(settings: Settings) -> AdHoc {
 /// [`stage`] with another set of migrations, for tests that need a migration to fail.
 pub fn stage_with(settings: Settings, migrations: Migrations) -> AdHoc {
     AdHoc::try_on_ignite("Start-up", move |rocket| async move {
-        // The migrations run on a direct connection of their own while the pool opens its first
-        // connection: each costs a SCRAM handshake, and this way a start waits for one.
-        let migrating = rocket::tokio::spawn(migrate(settings.clone(), migrations));
-        let pool = open_pool(&settings).await;
-        if !migrating.await.unwrap_or(false) {
-            // Already logged with its cause; the pool, if any, is dropped unused.
-            return Err(rocket);
-        }
-        let pool = match pool {
-            Ok(pool) => Ok(pool),
-            // The database came up only while the migrations waited for it.
-            Err(_) => open_pool(&settings).await,
-        };
-        let pool = match pool {
-            Ok(pool) => pool,
-            Err(err) => {
-                log::error!("{err}");
-                return Err(rocket);
+        match start(&settings, migrations).await {
+            Ok(pool) => {
+                let draining = Draining::default();
+                Ok(rocket
+                    .manage(pool)
+                    .manage(draining.clone())
+                    .attach(drain::on_sigterm(
+                        draining,
+                        settings.service.shutdown_drain.into(),
+                    )))
             }
-        };
-        let draining = Draining::default();
-        Ok(rocket
-            .manage(pool)
-            .manage(draining.clone())
-            .attach(drain::on_sigterm(
-                draining,
-                settings.service.shutdown_drain.into(),
-            )))
+            Err(err) => {
+                log::error!("{err}; the service will not start");
+                Err(rocket)
+            }
+        }
     })
 }
 
-async fn open_pool(settings: &Settings) -> Result<Pool, String> {
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// The schema differs from the one the queries were compiled against.
+    #[error("{0}")]
+    Drift(Unready),
+    #[error("the migration task did not finish: {0}")]
+    Task(#[from] rocket::tokio::task::JoinError),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(#[from] PoolError),
+}
+
+/// Migrates, and opens the pool meanwhile: the pool, once the schema can be served.
+async fn start(settings: &Settings, migrations: Migrations) -> Result<Pool, StartError> {
+    // The migrations run on a direct connection of their own while the pool opens its first
+    // connection: each costs a SCRAM handshake, and this way a start waits for one.
+    let migrating = rocket::tokio::spawn(migrate(settings.clone(), migrations));
+    let pool = open_pool(settings).await;
+    migrating.await??;
+    match pool {
+        Ok(pool) => Ok(pool),
+        // The database came up only while the migrations waited for it.
+        Err(_) => Ok(open_pool(settings).await?),
+    }
+}
+
+async fn open_pool(settings: &Settings) -> Result<Pool, PoolError> {
     let settings = settings.clone();
     spawn_blocking(move || Pool::open(&settings))
         .await
@@ -65,14 +81,13 @@ async fn open_pool(settings: &Settings) -> Result<Pool, String> {
 }
 
 /// Waits for the database, applies pending migrations (unless `migrate_on_start` is off), then
-/// checks that this binary can serve the schema; whether the service may start. A binary whose
-/// migrations are pending (a release's migration step still to run) or out of order starts, and
-/// `/ready` says why it is not ready; one whose schema has drifted does not. Failures are logged
-/// with their cause.
-async fn migrate(settings: Settings, migrations: Migrations) -> bool {
+/// checks that this binary can serve the schema. A binary whose migrations are pending (a
+/// release's migration step still to run) or out of order starts, and `/ready` says why it is
+/// not ready; one whose schema has drifted does not.
+async fn migrate(settings: Settings, migrations: Migrations) -> Result<(), StartError> {
     let Settings { service, pool, .. } = settings;
     // Diesel is synchronous: connect and migrate on a blocking thread.
-    let outcome = spawn_blocking(move || {
+    let (applied, unready) = spawn_blocking(move || -> Result<_, MigrateError> {
         let url = &pool.config.url;
         let mut conn =
             wait_for_database(url, service.database_wait.into()).map_err(MigrateError::Connect)?;
@@ -88,39 +103,18 @@ async fn migrate(settings: Settings, migrations: Migrations) -> bool {
         let applied = migrator.run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)?;
         Ok((Some(applied), migrator.readiness()?))
     })
-    .await;
-
-    let unready = match outcome {
-        Ok(Ok((None, unready))) => {
-            log::info!("migrate_on_start is off: not applying migrations");
-            unready
-        }
-        Ok(Ok((Some(applied), unready))) => {
-            match applied.len() {
-                0 => log::info!("database schema is up to date: no pending migrations"),
-                n => log::info!("applied {n} pending migration(s)"),
-            }
-            unready
-        }
-        Ok(Err(err)) => {
-            let err: MigrateError = err;
-            log::error!("{err}; the service will not start");
-            return false;
-        }
-        Err(err) => {
-            log::error!("the migration task did not finish: {err}");
-            return false;
-        }
-    };
+    .await??;
+    match applied.map(|applied| applied.len()) {
+        None => log::info!("migrate_on_start is off: not applying migrations"),
+        Some(0) => log::info!("database schema is up to date: no pending migrations"),
+        Some(n) => log::info!("applied {n} pending migration(s)"),
+    }
     match unready {
-        None => true,
-        Some(drift @ Unready::Drift(_)) => {
-            log::error!("{drift}; the service will not start");
-            false
-        }
+        None => Ok(()),
+        Some(drift @ Unready::Drift(_)) => Err(StartError::Drift(drift)),
         Some(unready) => {
             log::warn!("{unready}; serving, and /ready answers 503 until that changes");
-            true
+            Ok(())
         }
     }
 }

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use diesel::connection::CacheSize;
 use diesel::prelude::*;
 
+use super::CommandError;
 use crate::auth::FRESH;
 use crate::auth::tokens::{self, Scope};
 use crate::migrate;
@@ -59,18 +60,16 @@ pub fn token(command: &TokenCommand) -> ExitCode {
     }
 }
 
-fn run_token(command: &TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
+fn run_token(command: &TokenCommand) -> Result<(), CommandError> {
     let settings = Settings::from_figment(settings::figment())?;
-    let mut conn = PgConnection::establish(settings.database_url())
-        .map_err(|err| format!("cannot connect to the database: {err}"))?;
+    let mut conn = PgConnection::establish(settings.database_url())?;
     // One-off statements, which may go through a transaction pooler: none is worth preparing.
     conn.set_prepared_statement_cache_size(CacheSize::Disabled);
     if !migrate::table_exists(&mut conn, "api_token")? {
-        return Err(
+        return Err(CommandError::NotReady(
             "this database has no api_token table yet: apply the migrations first \
-                    (`students-api migrate run`)"
-                .into(),
-        );
+             (`students-api migrate run`)",
+        ));
     }
     match command {
         TokenCommand::Create { name, scope } => {
