@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::db::{self, Pool};
 use crate::drain::Draining;
 use crate::http::{ApiError, ErrorBody};
-use crate::migrate::{self, MIGRATIONS, SCHEMA};
+use crate::migrate::{self, MIGRATIONS};
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Probes", |rocket| async {
@@ -63,7 +63,7 @@ pub async fn ready(
             "Shutting down: this instance is draining; send requests to another".to_owned(),
         ));
     }
-    match db::run(pool, |conn| migrate::readiness(conn, MIGRATIONS, SCHEMA)).await? {
+    match db::run(pool, |conn| migrate::readiness(conn, MIGRATIONS)).await? {
         None => Ok(Json(ProbeAnswer { status: "ready" })),
         Some(unready) => Err(ApiError::NotReady(unready.to_string())),
     }

@@ -13,8 +13,8 @@ use rocket::tokio::task::spawn_blocking;
 use crate::db::{Pool, PoolError};
 use crate::drain::{self, Draining};
 use crate::migrate::{
-    self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, Order, PostDeploy, SCHEMA,
-    Unready, Waits,
+    self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, Order, PostDeploy, Unready,
+    Waits,
 };
 use crate::settings::Settings;
 
@@ -96,7 +96,7 @@ async fn migrate(settings: Settings, migrations: Migrations) -> Result<(), Start
         // each of its few statements once, so a cache would buy nothing.
         conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         if !service.migrate_on_start {
-            let unready = migrate::readiness(&mut conn, migrations, SCHEMA)?;
+            let unready = migrate::readiness(&mut conn, migrations)?;
             return Ok((None, unready));
         }
         let mut migrator = Migrator::with_connection(conn, url, migrations, Waits::from(&service))?;

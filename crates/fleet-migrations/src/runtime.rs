@@ -246,7 +246,7 @@ impl Migrator {
 
     /// Whether this binary can serve the database as it now is (see [`readiness`]).
     pub fn readiness(&mut self) -> Result<Option<Unready>, MigrateError> {
-        Ok(readiness(&mut self.conn, self.set, self.set.schema)?)
+        Ok(readiness(&mut self.conn, self.set)?)
     }
 
     /// The SQL `run` would execute for `target`, bookkeeping included, without executing it: a

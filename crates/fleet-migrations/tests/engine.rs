@@ -217,7 +217,7 @@ fn readiness_compares_the_live_schema_with_the_columns_passed_and_revert_undoes_
     sql_query("ALTER TABLE item ALTER COLUMN name DROP NOT NULL")
         .execute(&mut conn)
         .unwrap();
-    match readiness(&mut conn, all, SCHEMA).unwrap() {
+    match readiness(&mut conn, all).unwrap() {
         Some(Unready::Drift(drift)) => assert_eq!(drift.len(), 1, "{drift:?}"),
         other => panic!("a column made nullable by hand is drift: {other:?}"),
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use diesel::prelude::*;
 
 use super::bookkeeping::applied;
-use super::drift::{ContractPending, Drift, SchemaColumn, drift};
+use super::drift::{ContractPending, Drift, drift};
 use super::source::Migrations;
 
 /// Why the binary cannot serve yet, or at all.
@@ -64,12 +64,8 @@ pub fn out_of_order(pending: &str, newest_applied: &str, program: &str) -> Strin
 }
 
 /// `None` when the binary can serve: nothing it needs is pending, nothing pending is out of
-/// order, and the live schema has every column of `schema` as declared.
-pub fn readiness(
-    conn: &mut PgConnection,
-    set: Migrations,
-    schema: &[SchemaColumn],
-) -> QueryResult<Option<Unready>> {
+/// order, and the live schema has every column of `set.schema` as declared.
+pub fn readiness(conn: &mut PgConnection, set: Migrations) -> QueryResult<Option<Unready>> {
     let applied: Vec<String> = applied(conn)?.into_iter().map(|(v, _)| v).collect();
     let pending: Vec<_> = (set.list.iter())
         .filter(|migration| !applied.contains(&migration.version()))
@@ -100,6 +96,6 @@ pub fn readiness(
         true => ContractPending::No,
         false => ContractPending::Yes,
     };
-    let drift = drift(conn, schema, contract)?;
+    let drift = drift(conn, set.schema, contract)?;
     Ok((!drift.is_empty()).then_some(Unready::Drift(drift)))
 }
