@@ -6,16 +6,13 @@
 #
 # squawk's rules also refuse what breaks the binary still serving while a migration runs: renaming
 # a column, changing its type, dropping it, or making it required. A contract step that does so on
-# purpose names the rule in `-- squawk-ignore <rule>` (squawk's own mechanism) and says why in a
-# `-- contract:` line just above it; this script refuses an ignore without one, and a contract
-# step outside a post-deploy migration (`post_deploy = true` in its metadata.toml). It also checks
+# purpose names the rule in `-- squawk-ignore <rule>` (squawk's own mechanism); the engine's rules,
+# run by the test suite (tests/api/migration_rules.rs), require a `-- contract:` line above it and
+# a post-deploy migration, and read git for the order migrations were added in. This checks
 # itself on tests/lint/: the breaking steps must fail, the marked contract step must pass.
 #
 # It refuses an UPDATE or DELETE that may change a whole table in one transaction
 # (scripts/lint-data-changes.py).
-#
-# Last, scripts/check-migration-order.sh reads git for the order migrations were added in, which
-# must be their timestamps' order, and is checked on a throwaway repository that breaks it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,42 +49,7 @@ for folder in "${outside[@]}"; do
   squawk --no-assume-in-transaction --exclude "$drops" "$folder/down.sql" || status=1
 done
 
-# Ignoring a rule that protects the serving binary needs its reason, on the line before it.
-compatibility=renaming-column,renaming-table,changing-column-type,ban-drop-column,ban-drop-table
-compatibility+=,adding-required-field,adding-not-nullable-field
-for file in migrations/*/up.sql tests/lint/marked-contract-step.sql; do
-  unexplained=$(awk -v rules="$compatibility" '
-    BEGIN { n = split(rules, list, ",") }
-    /^--[[:space:]]*squawk-ignore/ && previous !~ /^--[[:space:]]*contract:/ {
-      for (i = 1; i <= n; i++) if (index($0, list[i])) {
-        print FILENAME ":" FNR ": ignores " list[i] " without a -- contract: line above it"; break
-      }
-    }
-    { previous = $0 }' "$file")
-  if [ -n "$unexplained" ]; then
-    echo "$unexplained" >&2
-    status=1
-  fi
-done
-
-# A contract step breaks the previous binary, so it must wait until that binary is gone: its
-# migration is a post-deploy one, which `migrate run --skip-post-deploy` leaves for after the
-# rollout.
-contract_outside_post_deploy() {
-  local folder=$1
-  grep -Eq '^--[[:space:]]*contract:' "$folder/up.sql" &&
-    ! grep -Eqs '^\s*post_deploy\s*=\s*true' "$folder/metadata.toml"
-}
-for folder in migrations/*/; do
-  folder=${folder%/}
-  if contract_outside_post_deploy "$folder"; then
-    echo "$folder/up.sql: a contract step in a migration that is not post-deploy: add \`post_deploy = true\` (and \`run_in_transaction = true\`) to $folder/metadata.toml" >&2
-    status=1
-  fi
-done
-
-# The gate itself: each breaking step is refused by its rule, a contract step outside a post-deploy
-# migration is refused, and a marked contract step passes.
+# The gate itself: each breaking step is refused by its rule, and a marked contract step passes.
 report=$(squawk tests/lint/breaks-the-previous-binary.sql 2>&1 || true)
 for rule in renaming-column changing-column-type ban-drop-column adding-required-field \
   adding-not-nullable-field; do
@@ -96,10 +58,6 @@ for rule in renaming-column changing-column-type ban-drop-column adding-required
     status=1
   fi
 done
-if ! contract_outside_post_deploy tests/lint/contract-not-post-deploy; then
-  echo "self-check: tests/lint/contract-not-post-deploy passes, though its contract step is not post-deploy" >&2
-  status=1
-fi
 if ! squawk tests/lint/marked-contract-step.sql >/dev/null; then
   echo "self-check: squawk refuses tests/lint/marked-contract-step.sql, a marked contract step" >&2
   status=1
@@ -121,32 +79,5 @@ if ! "$venv/bin/python" scripts/lint-data-changes.py tests/lint/bounded-changes.
   status=1
 fi
 
-# The order migrations were added in, read from git, must be their timestamps' order; and the
-# check refuses a history that breaks it (a throwaway repository with an older-stamped migration
-# committed after a newer one, then the same folder renamed, which it must accept).
-scripts/check-migration-order.sh || status=1
-order_fixture=$(mktemp -d)
-(
-  cd "$order_fixture"
-  git init -q && git config user.email lint@localhost && git config user.name lint
-  add() { mkdir -p "migrations/$1" && echo "SELECT 1;" >"migrations/$1/up.sql" && git add -A && git commit -qm "$1"; }
-  add 2026-01-02-000000-0000_newer
-  add 2026-01-01-000000-0000_merged_late
-) >/dev/null
-if "$root/scripts/check-migration-order.sh" "$order_fixture" 2>/dev/null; then
-  echo "self-check: check-migration-order.sh accepts a migration committed after a newer one" >&2
-  status=1
-fi
-(
-  cd "$order_fixture"
-  git mv migrations/2026-01-01-000000-0000_merged_late migrations/2026-01-03-000000-0000_merged_late
-  git commit -qm rename
-) >/dev/null
-if ! "$root/scripts/check-migration-order.sh" "$order_fixture"; then
-  echo "self-check: check-migration-order.sh refuses a late migration renamed to a newer timestamp" >&2
-  status=1
-fi
-rm -rf "$order_fixture"
-
-[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate, the data-change check and the order check refuse what they must"
+[ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate and the data-change check refuse what they must"
 exit "$status"

@@ -3,19 +3,12 @@
 //! the drain. Attached before the routes, so no handler can run before the schema it queries
 //! exists.
 
-use std::time::{Duration, Instant};
-
-use diesel::connection::CacheSize;
-use diesel::prelude::*;
 use rocket::fairing::AdHoc;
 use rocket::tokio::task::spawn_blocking;
 
 use crate::db::{Pool, PoolError};
 use crate::drain::{self, Draining};
-use crate::migrate::{
-    self, ApplyTarget, MIGRATIONS, MigrateError, Migrations, Migrator, Order, PostDeploy, Unready,
-    Waits,
-};
+use crate::migrate::{self, MIGRATIONS, MigrateError, Migrations, Started, Unready, Waits};
 use crate::settings::Settings;
 
 /// The stage, with the service's migrations.
@@ -87,21 +80,16 @@ async fn open_pool(settings: &Settings) -> Result<Pool, PoolError> {
 async fn migrate(settings: Settings, migrations: Migrations) -> Result<(), StartError> {
     let Settings { service, pool, .. } = settings;
     // Diesel is synchronous: connect and migrate on a blocking thread.
-    let (applied, unready) = spawn_blocking(move || -> Result<_, MigrateError> {
-        let url = &pool.config.url;
-        let mut conn =
-            wait_for_database(url, service.database_wait.into()).map_err(MigrateError::Connect)?;
-        // The pool's URL may lead through a transaction pooler, which mixes named statements
-        // of different clients, whatever `prepared_statements` says; and this connection runs
-        // each of its few statements once, so a cache would buy nothing.
-        conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-        if !service.migrate_on_start {
-            let unready = migrate::readiness(&mut conn, migrations)?;
-            return Ok((None, unready));
-        }
-        let mut migrator = Migrator::with_connection(conn, url, migrations, Waits::from(&service))?;
-        let applied = migrator.run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)?;
-        Ok((Some(applied), migrator.readiness()?))
+    let Started { applied, unready } = spawn_blocking(move || {
+        let waits = Waits::from(&service);
+        let patience = service.database_wait.into();
+        migrate::on_start(
+            &pool.config.url,
+            migrations,
+            waits,
+            patience,
+            service.migrate_on_start,
+        )
     })
     .await??;
     match applied.map(|applied| applied.len()) {
@@ -117,43 +105,4 @@ async fn migrate(settings: Settings, migrations: Migrations) -> Result<(), Start
             Ok(())
         }
     }
-}
-
-/// Connects to `url`, retrying with backoff for up to `patience` while the database does not
-/// answer (it is often still starting when the service does), and logging each failed attempt.
-pub fn wait_for_database(url: &str, patience: Duration) -> Result<PgConnection, ConnectionError> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1.. {
-        match PgConnection::establish(url) {
-            Ok(conn) => {
-                if attempt > 1 {
-                    log::info!("connected to the database on attempt {attempt}");
-                }
-                return Ok(conn);
-            }
-            Err(err) if started.elapsed() < patience => {
-                // The last wait is cut short so the last attempt falls on the deadline.
-                let wait = delay.min(patience.saturating_sub(started.elapsed()));
-                log::warn!(
-                    "database not reachable (attempt {attempt}, {:.1}s of {}s): {}; retrying in {}ms",
-                    started.elapsed().as_secs_f32(),
-                    patience.as_secs(),
-                    migrate::one_line(&err.to_string()),
-                    wait.as_millis()
-                );
-                std::thread::sleep(wait);
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(err) => {
-                log::error!(
-                    "gave up on the database after {attempt} attempts in {:.1}s (database_wait = {}s)",
-                    started.elapsed().as_secs_f32(),
-                    patience.as_secs()
-                );
-                return Err(err);
-            }
-        }
-    }
-    unreachable!("the loop returns")
 }

@@ -19,6 +19,7 @@ mod least_privilege;
 mod lock_waits;
 mod metrics;
 mod migration_order;
+mod migration_rules;
 mod migration_safety;
 mod migrations;
 mod openapi;

@@ -6,11 +6,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::BigInt;
 use diesel_fleet_migrations::{
-    ApplyTarget, EmbeddedMigration, MigrateError, Migrations, Migrator, Order, PostDeploy,
+    ApplyTarget, Batch, EmbeddedMigration, MigrateError, Migrations, Migrator, Order, PostDeploy,
     RevertTarget, SchemaColumn, Unready, Waits, readiness,
 };
 
@@ -241,4 +242,119 @@ fn readiness_compares_the_live_schema_with_the_columns_passed_and_revert_undoes_
     .get_result(&mut conn)
     .unwrap();
     assert_eq!(tables, 0);
+}
+
+fn count(conn: &mut PgConnection, query: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let Count { count } = sql_query(query).get_result(conn).unwrap();
+    count
+}
+
+#[test]
+fn a_batched_migration_runs_batch_after_batch_and_a_post_deploy_one_waits_to_be_asked_for() {
+    const SEED: EmbeddedMigration = migration(
+        "2030-01-02-100000-0000_seed_item",
+        "INSERT INTO item (name) SELECT 'item ' || n FROM generate_series(1, 25) AS n;",
+        "DELETE FROM item WHERE id = ANY (ARRAY(SELECT id FROM item LIMIT 25));",
+    );
+    const BACKFILL: EmbeddedMigration = EmbeddedMigration {
+        run_in_transaction: false,
+        post_deploy: true,
+        batch: Some(Batch {
+            remaining_rows: Some("SELECT count(*) FROM item WHERE price IS NULL"),
+        }),
+        ..migration(
+            "2030-01-02-200000-0000_backfill_item_price",
+            "UPDATE item SET price = 0 \
+             WHERE id = ANY (ARRAY(SELECT id FROM item WHERE price IS NULL ORDER BY id LIMIT 10));",
+            "SELECT 1;",
+        )
+    };
+    const CHECK: EmbeddedMigration = EmbeddedMigration {
+        post_deploy: true,
+        ..migration(
+            "2030-01-02-300000-0000_check_item_price",
+            "ALTER TABLE item ADD CONSTRAINT price_set CHECK (price IS NOT NULL);",
+            "ALTER TABLE item DROP CONSTRAINT price_set;",
+        )
+    };
+    static LIST: [EmbeddedMigration; 5] = [CREATE_ITEM, ADD_PRICE, SEED, BACKFILL, CHECK];
+    let db = Database::new();
+    let mut migrator = db.migrator(set(&LIST), Waits::default()).unwrap();
+
+    // Before a rollout: the expand steps only, and the binary that ships the rest is ready.
+    let applied = migrator
+        .run(&ApplyTarget::All, PostDeploy::Skip, Order::InOrder)
+        .unwrap();
+    assert_eq!(applied, [CREATE_ITEM.name, ADD_PRICE.name, SEED.name]);
+    assert_eq!(migrator.readiness().unwrap(), None);
+    let mut conn = connect(&db.url);
+    let unpriced = "SELECT count(*) AS count FROM item WHERE price IS NULL";
+    assert_eq!(count(&mut conn, unpriced), 25);
+
+    // After it: three batches of at most ten rows, then the check that needs all of them.
+    assert_eq!(run(&mut migrator).unwrap(), [BACKFILL.name, CHECK.name]);
+    assert_eq!(count(&mut conn, unpriced), 0);
+    let constraints = "SELECT count(*) AS count FROM pg_constraint WHERE conname = 'price_set'";
+    assert_eq!(count(&mut conn, constraints), 1);
+    assert_eq!(run(&mut migrator).unwrap(), Vec::<&str>::new());
+}
+
+#[test]
+fn a_migration_behind_a_held_table_lock_retries_within_its_budget_and_then_fails_naming_the_session()
+ {
+    let db = Database::new();
+    let mut migrator = db.migrator(set(&[CREATE_ITEM]), Waits::default()).unwrap();
+    run(&mut migrator).unwrap();
+    drop(migrator);
+    let short = Waits {
+        table_lock: Duration::from_millis(200),
+        budget: Duration::from_secs(1),
+        ..Waits::default()
+    };
+    let add_price = set(&[CREATE_ITEM, ADD_PRICE]);
+
+    // A reader that keeps its transaction open for longer than the whole budget.
+    let mut reader = connect(&db.url);
+    reader
+        .batch_execute("BEGIN; LOCK TABLE item IN ACCESS SHARE MODE;")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = run(&mut db.migrator(add_price, short).unwrap()).unwrap_err();
+    let took = started.elapsed();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            MigrateError::Failed {
+                transactional: true,
+                ..
+            }
+        ),
+        "{message}"
+    );
+    assert!(message.contains("could not take its locks in"), "{message}");
+    assert!(
+        message.contains("LOCK TABLE item"),
+        "the session in the way: {message}"
+    );
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+    let mut conn = connect(&db.url);
+    let price = "SELECT count(*) AS count FROM information_schema.columns \
+                 WHERE table_name = 'item' AND column_name = 'price'";
+    assert_eq!(count(&mut conn, price), 0, "rolled back whole");
+
+    // The control: the same reader, done within the budget, lets the same migration through.
+    let releasing = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        reader.batch_execute("COMMIT").unwrap();
+    });
+    let applied = run(&mut db.migrator(add_price, short).unwrap()).unwrap();
+    assert_eq!(applied, [ADD_PRICE.name]);
+    releasing.join().unwrap();
+    assert_eq!(count(&mut conn, price), 1);
 }
