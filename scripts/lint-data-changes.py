@@ -5,8 +5,9 @@ One such statement in a transactional migration holds a row lock on every row it
 it commits, so every write of those rows waits for the whole migration; it writes a second copy
 of each row in one transaction and loses all of it if it fails at the end. A statement is
 bounded when its WHERE names the rows (an IN list of values, or `=` to a value) or takes at most
-a batch of them (a sub-select with a LIMIT), as a batched migration's does (README, "Changing
-data in a big table"), and skips no locked row. Statements inside function bodies and DO blocks
+a batch of them (a sub-select with a LIMIT, or a slice of the key between the two settings the
+migration engine sets for each batch of a `key_range`), as a batched migration's does (README,
+"Changing data in a big table"), and skips no locked row. Statements inside function bodies and DO blocks
 are not read.
 
     lint-data-changes.py FILE...    # exit status 1 when any file has an unbounded one
@@ -62,6 +63,33 @@ def takes_a_batch(where):
     )
 
 
+def setting(node, name):
+    """Whether `node` reads the setting `name` (`current_setting('name')`, cast or not)."""
+    return any(
+        isinstance(call, ast.FuncCall)
+        and call.funcname[-1].sval == "current_setting"
+        and call.args
+        and isinstance(call.args[0], ast.A_Const)
+        and getattr(call.args[0].val, "sval", None) == name
+        for call in nodes(node)
+    )
+
+
+def takes_a_slice(where):
+    """Whether `where` ANDs a key at or after the batch's start with a key before its end."""
+    if not (isinstance(where, ast.BoolExpr) and where.boolop == enums.BoolExprType.AND_EXPR):
+        return False
+    bounds = set()
+    for arg in where.args:
+        if isinstance(arg, ast.A_Expr) and arg.kind == enums.A_Expr_Kind.AEXPR_OP and arg.name:
+            operator = arg.name[0].sval
+            if operator in (">=", ">") and setting(arg.rexpr, "fleet_migrations.batch_start"):
+                bounds.add("start")
+            if operator == "<" and setting(arg.rexpr, "fleet_migrations.batch_end"):
+                bounds.add("end")
+    return bounds == {"start", "end"}
+
+
 def problems(path):
     sql = open(path, encoding="utf-8").read()
     found = []
@@ -77,7 +105,9 @@ def problems(path):
                 and node.waitPolicy == enums.LockWaitPolicy.LockWaitSkip
                 for node in nodes(where)
             )
-            if where is not None and not skips and (names_rows(where) or takes_a_batch(where)):
+            if where is not None and not skips and (
+                names_rows(where) or takes_a_batch(where) or takes_a_slice(where)
+            ):
                 continue
             # stmt_location is where the statement's text starts, comments before it included.
             start = raw.stmt_location or 0

@@ -67,7 +67,7 @@ fi
 # bounded by a LIMIT, as a batched migration's batch is, or by the rows it names. Checked on
 # tests/lint/ too: the unbounded ones must be refused, the bounded ones accepted.
 "$venv/bin/python" scripts/lint-data-changes.py migrations/*/up.sql migrations/*/down.sql || status=1
-for fixture in tests/lint/unbounded-update.sql tests/lint/unbounded-delete.sql \
+for fixture in tests/lint/unbounded-update.sql tests/lint/unbounded-delete.sql tests/lint/unbounded-slice.sql \
   tests/lint/skip-locked-batch.sql; do
   if "$venv/bin/python" scripts/lint-data-changes.py "$fixture" 2>/dev/null; then
     echo "self-check: lint-data-changes.py accepts $fixture, an unbounded change of a whole table" >&2

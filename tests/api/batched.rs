@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::BigInt;
 use students_api::migrate::{
-    ApplyTarget, Batch, Checksum, EmbeddedMigration, Migrations, Migrator, Order, PostDeploy,
-    Waits, migrations,
+    ApplyTarget, Batch, Checksum, EmbeddedMigration, KeyRange, Migrations, Migrator, Order,
+    PostDeploy, Waits, migrations,
 };
 
 use crate::helpers::{TestDb, applied_versions};
@@ -37,7 +37,24 @@ const MARK_DONE: EmbeddedMigration = EmbeddedMigration {
     post_deploy: false,
     batch: Some(Batch {
         remaining_rows: Some("SELECT count(*) FROM thing WHERE done = 0"),
+        key_range: None,
     }),
+};
+
+/// MARK_DONE by slices of the key: at most 700 ids a batch, up to the largest id at the start.
+const MARK_DONE_BY_KEY: EmbeddedMigration = EmbeddedMigration {
+    up: "-- One slice of the key, from fleet_migrations.batch_start up to batch_end.\n\
+         UPDATE thing SET done = done + 1, xid = txid_current()\n\
+         WHERE id >= current_setting('fleet_migrations.batch_start')::bigint\n\
+         AND id < current_setting('fleet_migrations.batch_end')::bigint AND done = 0;\n",
+    batch: Some(Batch {
+        remaining_rows: None,
+        key_range: Some(KeyRange {
+            query: "SELECT min(id), max(id) FROM thing",
+            batch_size: 700,
+        }),
+    }),
+    ..MARK_DONE
 };
 
 fn set(batched: EmbeddedMigration) -> Migrations {
@@ -251,38 +268,62 @@ fn a_batch_behind_a_locked_row_waits_briefly_and_is_retried_until_the_lock_goes(
 
 #[test]
 fn migrate_sql_prints_a_batched_migration_as_a_loop_that_psql_runs_to_the_same_end() {
+    for (batched, header) in [
+        (MARK_DONE, "-- Batched: the statement runs again and again"),
+        (
+            MARK_DONE_BY_KEY,
+            "-- Batched by key: the statement runs once per slice of 700 keys",
+        ),
+    ] {
+        let db = TestDb::empty();
+        let script = migrator(&db, set(batched.clone()), Waits::default())
+            .apply_sql(&ApplyTarget::All)
+            .unwrap();
+        assert!(script.contains(header), "{script}");
+        let file = std::env::temp_dir().join(format!("batched-{}.sql", std::process::id()));
+        std::fs::write(&file, &script).unwrap();
+
+        let psql = std::process::Command::new("psql")
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--file",
+            ])
+            .arg(&file)
+            .arg(db.url())
+            .output()
+            .expect("run psql");
+        std::fs::remove_file(&file).unwrap();
+
+        assert!(
+            psql.status.success(),
+            "{}",
+            String::from_utf8_lossy(&psql.stderr)
+        );
+        let after = counts(&db);
+        assert_eq!((after.undone, after.twice), (0, 0), "{after:?}");
+        assert!(after.transactions >= 8, "{after:?}");
+        assert!(recorded(&db, &batched));
+    }
+}
+
+#[test]
+fn a_batched_migration_by_key_runs_one_transaction_per_slice_and_is_recorded_with_the_last() {
     let db = TestDb::empty();
-    let script = migrator(&db, set(MARK_DONE), Waits::default())
-        .apply_sql(&ApplyTarget::All)
+    let applied = migrator(&db, set(MARK_DONE_BY_KEY), Waits::default())
+        .run(&ApplyTarget::All, PostDeploy::Apply, Order::InOrder)
         .unwrap();
-    assert!(
-        script.contains("-- Batched: the statement runs again and again"),
-        "{script}"
+    assert_eq!(applied, [CREATE_THING.name, MARK_DONE_BY_KEY.name]);
+    let slices = (ROWS + 699) / 700;
+    assert_eq!(
+        counts(&db),
+        Counts {
+            undone: 0,
+            twice: 0,
+            transactions: slices
+        }
     );
-    let file = std::env::temp_dir().join(format!("batched-{}.sql", std::process::id()));
-    std::fs::write(&file, &script).unwrap();
-
-    let psql = std::process::Command::new("psql")
-        .args([
-            "--no-psqlrc",
-            "--quiet",
-            "--set",
-            "ON_ERROR_STOP=1",
-            "--file",
-        ])
-        .arg(&file)
-        .arg(db.url())
-        .output()
-        .expect("run psql");
-    std::fs::remove_file(&file).unwrap();
-
-    assert!(
-        psql.status.success(),
-        "{}",
-        String::from_utf8_lossy(&psql.stderr)
-    );
-    let after = counts(&db);
-    assert_eq!((after.undone, after.twice), (0, 0), "{after:?}");
-    assert!(after.transactions >= 8, "{after:?}");
-    assert!(recorded(&db, &MARK_DONE));
+    assert!(recorded(&db, &MARK_DONE_BY_KEY));
 }

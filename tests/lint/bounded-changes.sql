@@ -5,3 +5,9 @@ WHERE id IN (SELECT id FROM student WHERE major <> upper(major) ORDER BY id LIMI
 -- Accepted: rows named by value.
 DELETE FROM student WHERE (first_name, last_name) IN (('Alice', 'Johnson'), ('Bob', 'Smith'));
 UPDATE student SET major = 'Mathematics' WHERE id = 3;
+
+-- Accepted: one slice of the key, as a batched migration with a key_range runs it.
+UPDATE student SET major = upper(major)
+WHERE id >= current_setting('fleet_migrations.batch_start')::bigint
+  AND id < current_setting('fleet_migrations.batch_end')::bigint
+  AND major <> upper(major);

@@ -129,6 +129,25 @@ impl Metadata {
                 )
             })
         });
+        let key_range = table.get("key_range").map(|value| {
+            let query = value.as_str().unwrap_or_else(|| {
+                panic!(
+                    "{}: key_range must be a SQL query of two bigints, as a string",
+                    path.display()
+                )
+            });
+            let batch_size = match table.get("batch_size") {
+                None => "KeyRange::DEFAULT_BATCH_SIZE".to_owned(),
+                Some(value) => match value.as_integer() {
+                    Some(size) if size > 0 => size.to_string(),
+                    _ => panic!("{}: batch_size must be a positive integer", path.display()),
+                },
+            };
+            format!("KeyRange {{ query: {query:?}, batch_size: {batch_size} }}")
+        });
+        if key_range.is_none() && table.contains_key("batch_size") {
+            panic!("{}: batch_size is for a key_range", path.display());
+        }
         let batch = match flag("batched").unwrap_or(false) {
             // Each batch is a transaction of its own, which the service opens; the diesel CLI,
             // which runs the file once, must not wrap it in one.
@@ -137,9 +156,12 @@ impl Metadata {
                  transaction of its own",
                 path.display()
             ),
-            true => format!("Some(Batch {{ remaining_rows: {remaining_rows:?} }})"),
-            false if remaining_rows.is_some() => panic!(
-                "{}: remaining_rows is for a batched migration (`batched = true`)",
+            true => format!(
+                "Some(Batch {{ remaining_rows: {remaining_rows:?}, key_range: {} }})",
+                key_range.map_or("None".to_owned(), |range| format!("Some({range})"))
+            ),
+            false if remaining_rows.is_some() || key_range.is_some() => panic!(
+                "{}: remaining_rows and key_range are for a batched migration (`batched = true`)",
                 path.display()
             ),
             false => "None".to_owned(),

@@ -11,8 +11,8 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::BigInt;
 use diesel_fleet_migrations::{
-    ApplyTarget, Batch, EmbeddedMigration, MigrateError, Migrations, Migrator, Order, PostDeploy,
-    RevertTarget, SchemaColumn, Unready, Waits, readiness,
+    ApplyTarget, Batch, EmbeddedMigration, KeyRange, MigrateError, Migrations, Migrator, Order,
+    PostDeploy, RevertTarget, SchemaColumn, Unready, Waits, readiness,
 };
 
 const KEY: i64 = 4242;
@@ -266,6 +266,7 @@ fn a_batched_migration_runs_batch_after_batch_and_a_post_deploy_one_waits_to_be_
         post_deploy: true,
         batch: Some(Batch {
             remaining_rows: Some("SELECT count(*) FROM item WHERE price IS NULL"),
+            key_range: None,
         }),
         ..migration(
             "2030-01-02-200000-0000_backfill_item_price",
@@ -357,4 +358,155 @@ fn a_migration_behind_a_held_table_lock_retries_within_its_budget_and_then_fails
     assert_eq!(applied, [ADD_PRICE.name]);
     releasing.join().unwrap();
     assert_eq!(count(&mut conn, price), 1);
+}
+
+/// Runs `backfill` (after CREATE_ITEM, ADD_PRICE and 5,000 unpriced items) while a writer keeps
+/// adding unpriced items, 200 a statement, for at most `writing`. Whether the backfill ended
+/// while the writer still wrote; one that did not is stopped.
+fn backfill_under_writers(backfill: &'static [EmbeddedMigration], writing: Duration) -> bool {
+    let db = Database::new();
+    let setup = set(&[CREATE_ITEM, ADD_PRICE]);
+    run(&mut db.migrator(setup, Waits::default()).unwrap()).unwrap();
+    let mut writer = connect(&db.url);
+    let insert = "INSERT INTO item (name) SELECT 'item ' || n FROM generate_series(1, 200) AS n";
+    for _ in 0..25 {
+        sql_query(insert).execute(&mut writer).unwrap();
+    }
+    let high_water = count(&mut writer, "SELECT max(id)::bigint AS count FROM item");
+
+    let waits = Waits {
+        batch_pause: Duration::from_millis(1),
+        ..Waits::default()
+    };
+    let url = db.url.clone();
+    let migrating = std::thread::spawn(move || -> Result<Vec<&str>, MigrateError> {
+        let list: Vec<_> = [CREATE_ITEM, ADD_PRICE]
+            .into_iter()
+            .chain(backfill.iter().cloned())
+            .collect();
+        let list: &'static [EmbeddedMigration] = list.leak();
+        run(&mut Migrator::connect(&url, set(list), waits)?)
+    });
+    let started = std::time::Instant::now();
+    while !migrating.is_finished() && started.elapsed() < writing {
+        sql_query(insert).execute(&mut writer).unwrap();
+    }
+    let ended_while_writing = migrating.is_finished();
+    if !ended_while_writing {
+        // Still chasing the writer's rows: end it, rather than wait for it to catch up.
+        sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut writer)
+        .unwrap();
+        let _ = migrating.join();
+        return false;
+    }
+    let applied = migrating.join().unwrap().unwrap();
+    assert_eq!(applied, [backfill[0].name]);
+    let unpriced =
+        format!("SELECT count(*) AS count FROM item WHERE price IS NULL AND id <= {high_water}");
+    assert_eq!(
+        count(&mut writer, &unpriced),
+        0,
+        "every item there at the start is priced"
+    );
+    true
+}
+
+#[test]
+fn a_backfill_by_key_range_ends_while_writers_keep_adding_rows_it_would_match() {
+    static BY_KEY: [EmbeddedMigration; 1] = [EmbeddedMigration {
+        run_in_transaction: false,
+        batch: Some(Batch {
+            remaining_rows: None,
+            key_range: Some(KeyRange {
+                query: "SELECT min(id), max(id) FROM item",
+                batch_size: 100,
+            }),
+        }),
+        ..migration(
+            "2030-01-02-200000-0000_backfill_item_price",
+            "UPDATE item SET price = 0 \
+             WHERE id >= current_setting('fleet_migrations.batch_start')::bigint \
+             AND id < current_setting('fleet_migrations.batch_end')::bigint AND price IS NULL;",
+            "SELECT 1;",
+        )
+    }];
+    let ended = backfill_under_writers(&BY_KEY, Duration::from_secs(60));
+    assert!(
+        ended,
+        "the backfill by key range ran for as long as the writer wrote"
+    );
+
+    // The control: the same change, batched until a batch changes no row, chases the writer's
+    // rows for as long as it writes.
+    static UNTIL_NONE: [EmbeddedMigration; 1] = [EmbeddedMigration {
+        run_in_transaction: false,
+        batch: Some(Batch {
+            remaining_rows: None,
+            key_range: None,
+        }),
+        ..migration(
+            "2030-01-02-200000-0000_backfill_item_price",
+            "UPDATE item SET price = 0 \
+             WHERE id = ANY (ARRAY(SELECT id FROM item WHERE price IS NULL ORDER BY id LIMIT 100));",
+            "SELECT 1;",
+        )
+    }];
+    let ended = backfill_under_writers(&UNTIL_NONE, Duration::from_secs(3));
+    assert!(!ended, "the control ended while the writer still wrote");
+}
+
+#[test]
+fn a_concurrent_index_build_that_failed_is_dropped_and_built_again_by_the_next_run() {
+    const UNIQUE_NAME: EmbeddedMigration = EmbeddedMigration {
+        run_in_transaction: false,
+        ..migration(
+            "2030-01-02-000000-0000_unique_item_name",
+            "CREATE UNIQUE INDEX CONCURRENTLY item_name_key ON item (name);",
+            "DROP INDEX CONCURRENTLY IF EXISTS item_name_key;",
+        )
+    };
+    static LIST: [EmbeddedMigration; 2] = [CREATE_ITEM, UNIQUE_NAME];
+    let db = Database::new();
+    run(&mut db.migrator(set(&[CREATE_ITEM]), Waits::default()).unwrap()).unwrap();
+    let mut conn = connect(&db.url);
+    sql_query("INSERT INTO item (name) VALUES ('twice'), ('twice'), ('once')")
+        .execute(&mut conn)
+        .unwrap();
+
+    // The duplicate fails the build, which leaves its index behind, INVALID.
+    let err = run(&mut db.migrator(set(&LIST), Waits::default()).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MigrateError::Failed {
+                transactional: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let invalid = "SELECT count(*) AS count FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                   WHERE c.relname = 'item_name_key' AND NOT i.indisvalid";
+    assert_eq!(count(&mut conn, invalid), 1);
+
+    sql_query("DELETE FROM item WHERE ctid = (SELECT max(ctid) FROM item WHERE name = 'twice')")
+        .execute(&mut conn)
+        .unwrap();
+    // The control: the same statement run again as it stands fails on the index left behind.
+    let again = conn.batch_execute(UNIQUE_NAME.up).unwrap_err().to_string();
+    assert!(again.contains("already exists"), "{again}");
+
+    let applied = run(&mut db.migrator(set(&LIST), Waits::default()).unwrap()).unwrap();
+    assert_eq!(applied, [UNIQUE_NAME.name]);
+    assert_eq!(count(&mut conn, invalid), 0);
+    let valid = invalid.replace("NOT i.indisvalid", "i.indisvalid");
+    assert_eq!(count(&mut conn, &valid), 1);
+    let err = sql_query("INSERT INTO item (name) VALUES ('once')")
+        .execute(&mut conn)
+        .unwrap_err();
+    assert!(err.to_string().contains("item_name_key"), "{err}");
 }

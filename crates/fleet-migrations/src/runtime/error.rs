@@ -21,7 +21,8 @@ pub enum MigrateError {
     #[error("migration {name} failed: {source}. {}", match .transactional {
         true => "It was rolled back whole; the migrations before it stay applied.",
         false => "It runs outside a transaction, so part of it may have been applied; \
-                  see its up.sql for how to recover.",
+                  see its up.sql for how to recover (an index it left INVALID is dropped and \
+                  built again by the next run).",
     })]
     Failed {
         name: &'static str,

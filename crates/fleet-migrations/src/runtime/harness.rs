@@ -12,9 +12,10 @@ use diesel::prelude::*;
 use diesel_migrations::MigrationHarness;
 
 use super::bookkeeping::{self, Recording};
+use super::indexes;
 use super::plan::embedded;
 use super::progress::{Progress, rows_left};
-use super::source::{Batch, EmbeddedMigration, Migrations};
+use super::source::{Batch, EmbeddedMigration, KeyRange, Migrations};
 use super::targets::Direction;
 use super::waits::{self, Blocked, LockBudgetSpent, Waits, Watcher};
 
@@ -185,8 +186,9 @@ impl Harness<'_> {
         self.batches(embedded, batch, &record)
     }
 
-    /// `up.sql` again and again, each run in its own transaction, until a run changes no row;
-    /// that run executes `record` in its transaction too.
+    /// `up.sql` again and again, each run in its own transaction, until a run changes no row, or
+    /// with a key range until the range is walked; the last run executes `record` in its
+    /// transaction too.
     fn batches(
         &mut self,
         embedded: &EmbeddedMigration,
@@ -202,20 +204,43 @@ impl Harness<'_> {
             None => None,
         };
         let mut progress = Progress::new(embedded, remaining);
+        // The high-water mark: read once, so rows written from now on never extend the walk.
+        let mut slices = match batch.key_range {
+            Some(range) => Some(Slices::read(self.conn, embedded, range)?),
+            None => None,
+        };
         loop {
-            let changed = self.retried(embedded, |conn| {
+            let slice = slices.as_mut().map(Slices::next);
+            let (changed, last) = self.retried(embedded, |conn| {
                 conn.batch_execute(&statement_timeout)?;
-                let changed = diesel::sql_query(embedded.up).execute(conn)?;
-                if changed == 0 {
+                let changed = match slice {
+                    Some(Slice::Keys { start, end, .. }) => {
+                        conn.batch_execute(&format!(
+                            "SELECT set_config('{}', '{start}', true), set_config('{}', '{end}', true)",
+                            KeyRange::START,
+                            KeyRange::END
+                        ))?;
+                        diesel::sql_query(embedded.up).execute(conn)?
+                    }
+                    Some(Slice::Done) => 0,
+                    None => diesel::sql_query(embedded.up).execute(conn)?,
+                };
+                let last = match slice {
+                    Some(slice) => slice.is_last(),
+                    None => changed == 0,
+                };
+                if last {
                     conn.batch_execute(record)?;
                 }
-                Ok(changed)
+                Ok((changed, last))
             })?;
-            if changed == 0 {
+            if changed > 0 {
+                progress.batch(changed);
+            }
+            if last {
                 progress.done();
                 return Ok(());
             }
-            progress.batch(changed);
             std::thread::sleep(self.waits.batch_pause);
         }
     }
@@ -237,12 +262,19 @@ impl Harness<'_> {
             "SET lock_timeout = {}",
             waits::lock_timeout_literal(wait)
         ))?;
+        let builds = match direction {
+            Direction::Up => indexes::built_concurrently(embedded.up),
+            Direction::Down => Vec::new(),
+        };
         let conn = &mut *self.conn;
         let (outcome, blocker) = waits::watched(
             self.watcher.connection(),
             pid,
             waits::poll_interval(wait),
-            || run_step(conn, migration, direction, &checksums),
+            || {
+                indexes::drop_invalid(conn, embedded.name, &builds)?;
+                run_step(conn, migration, direction, &checksums)
+            },
         );
         self.conn.batch_execute("RESET lock_timeout")?;
         match (outcome, blocker) {
@@ -272,5 +304,75 @@ impl MigrationHarness<Pg> for Harness<'_> {
     /// Newest first, as diesel's own harness lists them (diesel creates its table when missing).
     fn applied_migrations(&mut self) -> migration::Result<Vec<MigrationVersion<'static>>> {
         self.conn.applied_migrations()
+    }
+}
+
+/// The slices of a key range a batched migration walks, read once when it starts.
+struct Slices {
+    next: i64,
+    high: Option<i64>,
+    size: i64,
+}
+
+/// One batch of a key range: the keys from `start` up to (not including) `end`; or nothing, when
+/// the table was empty when the migration started.
+#[derive(Debug, Clone, Copy)]
+enum Slice {
+    Keys { start: i64, end: i64, last: bool },
+    Done,
+}
+
+impl Slice {
+    fn is_last(self) -> bool {
+        match self {
+            Slice::Keys { last, .. } => last,
+            Slice::Done => true,
+        }
+    }
+}
+
+impl Slices {
+    fn read(
+        conn: &mut PgConnection,
+        embedded: &EmbeddedMigration,
+        range: KeyRange,
+    ) -> migration::Result<Slices> {
+        #[derive(QueryableByName)]
+        struct Range {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            low: Option<i64>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            high: Option<i64>,
+        }
+        let sql = format!(
+            "SELECT low::bigint, high::bigint FROM ({}) AS range (low, high)",
+            range.query.trim().trim_end_matches(';')
+        );
+        let Range { low, high } = diesel::sql_query(sql).get_result::<Range>(conn)?;
+        if let (Some(low), Some(high)) = (low, high) {
+            log::info!(
+                "migration {embedded}: keys {low} to {high}, in batches of {}",
+                range.batch_size
+            );
+        }
+        Ok(Slices {
+            next: low.unwrap_or(0),
+            high: low.and(high),
+            size: i64::try_from(range.batch_size).unwrap_or(i64::MAX),
+        })
+    }
+
+    fn next(&mut self) -> Slice {
+        let Some(high) = self.high else {
+            return Slice::Done;
+        };
+        let start = self.next;
+        let end = start.saturating_add(self.size);
+        self.next = end;
+        Slice::Keys {
+            start,
+            end,
+            last: end > high,
+        }
     }
 }

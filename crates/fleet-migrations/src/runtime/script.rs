@@ -9,7 +9,7 @@ use diesel_migrations::{MigrationError, MigrationHarness};
 use super::bookkeeping::{self};
 use super::error::MigrateError;
 use super::plan::embedded;
-use super::source::{EmbeddedMigration, Migrations};
+use super::source::{EmbeddedMigration, KeyRange, Migrations};
 use super::targets::Direction;
 use super::waits::{self, Waits};
 
@@ -123,6 +123,34 @@ impl Script {
             .map(|n| format!("$batch{n}$"))
             .find(|tag| !body.contains(tag.as_str()))
             .expect("some tag is free");
+        if let Some(range) = embedded.batch.and_then(|batch| batch.key_range) {
+            let query = range.query.trim().trim_end_matches(';');
+            let (size, start, end) = (range.batch_size, KeyRange::START, KeyRange::END);
+            return format!(
+                "\n-- Apply {embedded}\n\
+                 -- Batched by key: the statement runs once per slice of {size} keys, each time in a\n\
+                 -- transaction of its own, from the lowest key to the highest one read at the start;\n\
+                 -- the last slice records the migration.\n\
+                 DO $batched$\n\
+                 DECLARE\n    low bigint;\n    high bigint;\n\
+                 BEGIN\n    \
+                 SELECT range.low, range.high INTO low, high FROM ({query}) AS range (low, high);\n    \
+                 LOOP\n        \
+                 PERFORM set_config('lock_timeout', {lock}, true); -- migration_lock_wait\n        \
+                 PERFORM set_config('statement_timeout', {statement}, true); -- backfill_statement_timeout\n        \
+                 IF high IS NOT NULL THEN\n            \
+                 PERFORM set_config('{start}', low::text, true);\n            \
+                 PERFORM set_config('{end}', (low + {size})::text, true);\n            \
+                 EXECUTE {tag}\n{body}\n{tag};\n        \
+                 END IF;\n        \
+                 IF high IS NULL OR low + {size} > high THEN\n{diesel_row}\n{checksums}\n            \
+                 COMMIT;\n            EXIT;\n        END IF;\n        \
+                 COMMIT;\n        \
+                 low := low + {size};\n        \
+                 PERFORM pg_sleep({pause}); -- backfill_pause_ms\n    \
+                 END LOOP;\nEND\n$batched$;\n"
+            );
+        }
         format!(
             "\n-- Apply {embedded}\n\
              -- Batched: the statement runs again and again, each time in a transaction of its own,\n\

@@ -40,6 +40,31 @@ pub struct Batch {
     /// `remaining_rows`: a query of one `bigint`, the rows still to change, read once before the
     /// first batch, so that the progress log can say how long is left.
     pub remaining_rows: Option<&'static str>,
+    /// `key_range` and `batch_size`: batches walk the key from its lowest to its highest value
+    /// when the migration starts, rather than run until one changes no row.
+    pub key_range: Option<KeyRange>,
+}
+
+/// A batched migration that walks its table's key: the range is read once, before the first
+/// batch, so the migration covers the rows that existed when it started and always ends, however
+/// many matching rows writers add meanwhile (those are the triggers' and defaults' job). Each
+/// batch sees its slice of the key in two settings, [`KeyRange::START`] (inclusive) and
+/// [`KeyRange::END`] (exclusive), and changes at most `batch_size` rows of a unique integer key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange {
+    /// A query of two `bigint`s, the lowest and the highest key (`SELECT min(id), max(id) FROM
+    /// student`); `NULL`s when the table is empty, and then no batch runs.
+    pub query: &'static str,
+    pub batch_size: u64,
+}
+
+impl KeyRange {
+    /// The setting that holds the first key of the batch running.
+    pub const START: &'static str = "fleet_migrations.batch_start";
+    /// The setting that holds the key after the last one of the batch running.
+    pub const END: &'static str = "fleet_migrations.batch_end";
+    /// `batch_size` when metadata.toml does not say (pgroll's and Reshape's batch).
+    pub const DEFAULT_BATCH_SIZE: u64 = 1000;
 }
 
 /// A service's migrations, in version order, with what identifies the service to the engine.
