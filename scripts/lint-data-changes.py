@@ -14,6 +14,9 @@ are not read.
 
 Parsed with pglast (PostgreSQL's own parser, from PyPI), so comments, strings and dollar
 quoting cannot fool it.
+
+One exception, in a down.sql only: the undoing of a contract step puts back, at once, the column
+it dropped, and says so in a `-- restore:` comment just before the statement.
 """
 
 import sys
@@ -90,6 +93,17 @@ def takes_a_slice(where):
     return bounds == {"start", "end"}
 
 
+def restores(sql, start):
+    """Whether the comment lines right before the statement at `start` say `-- restore:`."""
+    for line in reversed(sql[:start].rstrip().splitlines()):
+        line = line.strip()
+        if not line.startswith("--"):
+            return False
+        if line[2:].strip().startswith("restore:"):
+            return True
+    return False
+
+
 def problems(path):
     sql = open(path, encoding="utf-8").read()
     found = []
@@ -105,6 +119,8 @@ def problems(path):
                 and node.waitPolicy == enums.LockWaitPolicy.LockWaitSkip
                 for node in nodes(where)
             )
+            if path.endswith("down.sql") and restores(sql, raw.stmt_location or 0):
+                continue
             if where is not None and not skips and (
                 names_rows(where) or takes_a_batch(where) or takes_a_slice(where)
             ):

@@ -13,9 +13,13 @@
 #
 # It refuses an UPDATE or DELETE that may change a whole table in one transaction
 # (scripts/lint-data-changes.py).
+#
+#   scripts/lint-migrations.sh [DIR]     # default: migrations/
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Another folder of migrations to lint instead of migrations/ (say, chains `migrate new` wrote).
+dir=$(cd "${1:-$root/migrations}" && pwd)
 cd "$root"
 . scripts/lib.sh
 
@@ -28,7 +32,7 @@ squawk() { "$venv/bin/squawk" --config .squawk.toml --reporter gcc "$@"; }
 
 in_transaction=()
 outside=()
-for folder in migrations/*/; do
+for folder in "$dir"/*/; do
   if grep -Eqs '^\s*run_in_transaction\s*=\s*false' "$folder/metadata.toml"; then
     outside+=("$folder")
   else
@@ -66,7 +70,7 @@ fi
 # No UPDATE or DELETE that may change a whole table in one go (scripts/lint-data-changes.py):
 # bounded by a LIMIT, as a batched migration's batch is, or by the rows it names. Checked on
 # tests/lint/ too: the unbounded ones must be refused, the bounded ones accepted.
-"$venv/bin/python" scripts/lint-data-changes.py migrations/*/up.sql migrations/*/down.sql || status=1
+"$venv/bin/python" scripts/lint-data-changes.py "$dir"/*/up.sql "$dir"/*/down.sql || status=1
 for fixture in tests/lint/unbounded-update.sql tests/lint/unbounded-delete.sql tests/lint/unbounded-slice.sql \
   tests/lint/skip-locked-batch.sql; do
   if "$venv/bin/python" scripts/lint-data-changes.py "$fixture" 2>/dev/null; then
@@ -78,6 +82,18 @@ if ! "$venv/bin/python" scripts/lint-data-changes.py tests/lint/bounded-changes.
   echo "self-check: lint-data-changes.py refuses tests/lint/bounded-changes.sql, bounded changes" >&2
   status=1
 fi
+# A contract step's undoing may put back what it dropped at once, in a down.sql, marked.
+if ! "$venv/bin/python" scripts/lint-data-changes.py tests/lint/restore/down.sql; then
+  echo "self-check: lint-data-changes.py refuses tests/lint/restore/down.sql, a marked restore" >&2
+  status=1
+fi
+restore_as_up=$(mktemp -d)
+cp tests/lint/restore/down.sql "$restore_as_up/up.sql"
+if "$venv/bin/python" scripts/lint-data-changes.py "$restore_as_up/up.sql" 2>/dev/null; then
+  echo "self-check: lint-data-changes.py accepts a marked restore in an up.sql" >&2
+  status=1
+fi
+rm -rf "$restore_as_up"
 
 [ "$status" -eq 0 ] && echo "squawk: ${#in_transaction[@]} transactional and ${#outside[@]} non-transactional migrations are clean; the compatibility gate and the data-change check refuse what they must"
 exit "$status"

@@ -3,7 +3,10 @@
 //! name) is what it uses, and its guarantees hold for migrations that are not the service's.
 //! Each test creates a database of its own and drops it when it ends.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::{Database, connect, count};
+
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -62,52 +65,6 @@ const fn column(column: &'static str, sql_type: &'static str, nullable: bool) ->
 
 fn set(list: &'static [EmbeddedMigration]) -> Migrations {
     Migrations::new(list, SCHEMA, KEY, PROGRAM)
-}
-
-/// A database of its own, dropped when the test ends.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn new() -> Database {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let admin = std::env::var("DATABASE_URL").expect(
-            "the engine's tests need a PostgreSQL server: run scripts/test.sh, or set \
-             DATABASE_URL to a server where this role may create databases",
-        );
-        let name = format!(
-            "engine_test_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut connect(&admin))
-            .expect("create the test database");
-        let (server, _) = admin.rsplit_once('/').expect("a URL with a database");
-        let url = format!("{server}/{name}");
-        Database { admin, name, url }
-    }
-
-    fn migrator(&self, set: Migrations, waits: Waits) -> Result<Migrator, MigrateError> {
-        Migrator::connect(&self.url, set, waits)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = sql_query(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut connect(&self.admin));
-    }
-}
-
-fn connect(url: &str) -> PgConnection {
-    PgConnection::establish(url).unwrap_or_else(|err| panic!("connect to {url}: {err}"))
 }
 
 fn run(migrator: &mut Migrator) -> Result<Vec<&'static str>, MigrateError> {
@@ -242,16 +199,6 @@ fn readiness_compares_the_live_schema_with_the_columns_passed_and_revert_undoes_
     .get_result(&mut conn)
     .unwrap();
     assert_eq!(tables, 0);
-}
-
-fn count(conn: &mut PgConnection, query: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        count: i64,
-    }
-    let Count { count } = sql_query(query).get_result(conn).unwrap();
-    count
 }
 
 #[test]

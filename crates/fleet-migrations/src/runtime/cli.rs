@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 
 use super::Migrator;
 use super::error::MigrateError;
+use super::generate::{self, NewArgs};
 use super::readiness::Unready;
 use super::status::{Checksum, MigrationStatus};
 use super::targets::{ApplyTarget, Order, PostDeploy, RevertTarget};
@@ -58,6 +59,10 @@ pub enum MigrateCommand {
     /// queries were compiled against (src/schema.rs), saying what to do about each mismatch;
     /// exit status 1 on any.
     Verify,
+    /// Write the chain of migration folders for one change that old and new binaries can serve
+    /// through: expand steps, a backfill by key range, and post-deploy contract steps. Reads the
+    /// live schema, so the database must have every migration applied.
+    New(NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +156,19 @@ pub fn run(command: &MigrateCommand, migrator: &mut Migrator) -> Result<ExitCode
         MigrateCommand::Sql { to, down: true } => {
             let target = to.clone().map_or(RevertTarget::Last(1), RevertTarget::To);
             print!("{}", migrator.revert_sql(&target)?)
+        }
+        MigrateCommand::New(args) => {
+            let words: Vec<String> = std::env::args().skip(1).collect();
+            let command = format!("{} {}", migrator.set.program, words.join(" "));
+            let (folders, advice) = generate::new(&mut migrator.conn, args, &command)
+                .map_err(|err| MigrateError::Generate(Box::new(err)))?;
+            for folder in &folders {
+                println!("wrote {}", folder.display());
+            }
+            println!();
+            for line in advice {
+                println!("- {line}");
+            }
         }
         MigrateCommand::Verify => {
             let problems = migrator.verify()?;

@@ -65,6 +65,8 @@ pub enum MigrateError {
     UnknownVersion(String),
     #[error("migration {0} is not applied, so there is nothing to revert down to")]
     NotApplied(&'static str),
+    #[error("no migration written: {0}")]
+    Generate(#[source] Box<super::generate::GenerateError>),
 }
 
 /// libpq's messages span lines (`...failed: Connection refused\n\tIs the server running...`);

@@ -135,6 +135,51 @@ impl Migrations {
     }
 }
 
+/// The migration folders of `dir` as the build embeds them, read at run time: for checking a
+/// chain just written, and for tests. The text is leaked, as embedded text is `'static`.
+pub fn read_dir(dir: &std::path::Path) -> Result<&'static [EmbeddedMigration], String> {
+    let failed = |err: &dyn fmt::Display| format!("{}: {err}", dir.display());
+    let mut folders: Vec<_> = (std::fs::read_dir(dir).map_err(|err| failed(&err))?)
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.join("up.sql").is_file())
+        .collect();
+    folders.sort();
+    let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+    let mut list = Vec::new();
+    for folder in folders {
+        let read = |file: &str| std::fs::read_to_string(folder.join(file)).ok();
+        let metadata: toml::Table = match read("metadata.toml") {
+            Some(text) => text.parse().map_err(|err| failed(&err))?,
+            None => toml::Table::new(),
+        };
+        let flag = |key: &str| metadata.get(key).and_then(toml::Value::as_bool);
+        let text = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        let key_range = text("key_range").map(|query| KeyRange {
+            query: leak(query),
+            batch_size: (metadata.get("batch_size").and_then(toml::Value::as_integer))
+                .map_or(KeyRange::DEFAULT_BATCH_SIZE, |size| size.max(1) as u64),
+        });
+        let name = folder.file_name().unwrap_or_default().to_string_lossy();
+        list.push(EmbeddedMigration {
+            name: leak(name.into_owned()),
+            up: leak(read("up.sql").unwrap_or_default()),
+            down: read("down.sql").map(leak),
+            run_in_transaction: flag("run_in_transaction").unwrap_or(true),
+            post_deploy: flag("post_deploy").unwrap_or(false),
+            batch: flag("batched").unwrap_or(false).then(|| Batch {
+                remaining_rows: text("remaining_rows").map(leak),
+                key_range,
+            }),
+        });
+    }
+    Ok(Box::leak(list.into_boxed_slice()))
+}
+
 impl MigrationSource<Pg> for Migrations {
     fn migrations(&self) -> migration::Result<Vec<Box<dyn Migration<Pg>>>> {
         Ok(self
