@@ -1,4 +1,4 @@
-"""What the Python test harnesses (faults.py, rolling_upgrade.py) share: free ports, psql, one
+"""What the Python test harnesses (faults.py, rolling_upgrade.py, rolling_rename.py) share: free ports, psql, one
 HTTP request, a load loop bounded in time and in count, and PgBouncer. Standard library only."""
 
 import http.client
@@ -58,6 +58,19 @@ def request(port, method, path, body=None, timeout=10, conn=None, headers=None):
     if hdrs.get("content-type", "").startswith("application/json") and raw:
         parsed = json.loads(raw)
     return response.status, hdrs, parsed, raw
+
+
+def wait_ready(port, seconds):
+    """Waits until the service on `port` answers /ready with 200; raises after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if request(port, "GET", "/ready", timeout=2)[0] == 200:
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the service on 127.0.0.1:{port} was not ready within {seconds} s")
 
 
 def migrate(binary, database_url, *args, log=None):
