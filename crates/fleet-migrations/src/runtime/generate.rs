@@ -161,6 +161,8 @@ pub enum GenerateError {
          `diesel migration run`), so that the generator reads the schema they make"
     )]
     Pending(String),
+    #[error("the chain written breaks the migration rules: {}", .0.join("; "))]
+    Rules(Vec<String>),
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("cannot write {path}: {source}")]
@@ -313,6 +315,21 @@ pub fn new(
         let heading = format!("`{command}`, step {} of {of}", at + 1);
         write(&folder, step, &heading, args.batch_size)?;
         written.push(folder);
+    }
+    // What was written keeps the rules the service's tests hold every migration to.
+    let all = super::read_dir(&args.dir).map_err(GenerateError::Usage)?;
+    let ours: Vec<_> = (all.iter())
+        .filter(|migration| {
+            written
+                .iter()
+                .any(|folder| folder.ends_with(migration.name))
+        })
+        .cloned()
+        .collect();
+    let ours = Box::leak(ours.into_boxed_slice());
+    let problems = super::rules::contract_steps(&super::Migrations::new(ours, &[], 0, ""));
+    if !problems.is_empty() {
+        return Err(GenerateError::Rules(problems));
     }
     Ok((written, chain.advice))
 }
