@@ -6,9 +6,9 @@ it commits, so every write of those rows waits for the whole migration; it write
 of each row in one transaction and loses all of it if it fails at the end. A statement is
 bounded when its WHERE names the rows (an IN list of values, or `=` to a value) or takes at most
 a batch of them (a sub-select with a LIMIT, or a slice of the key between the two settings the
-migration engine sets for each batch of a `key_range`), as a batched migration's does (README,
-"Changing data in a big table"), and skips no locked row. Statements inside function bodies and DO blocks
-are not read.
+migration engine sets for each batch of a `key_range`), as a batched migration's does
+(docs/migrations.md, "Changing data in a big table"), and skips no locked row. Statements inside
+function bodies and DO blocks are not read.
 
     lint-data-changes.py FILE...    # exit status 1 when any file has an unbounded one
 
@@ -144,7 +144,7 @@ def problems(path):
             found.append(
                 f"{path}:{line}: {verb} of {table} {how} changes every row it matches in one "
                 f"transaction, holding each one's lock until it commits: make it a batched "
-                f"migration whose WHERE takes a LIMIT of rows (README, \"Changing data in a big "
+                f"migration whose WHERE takes a LIMIT of rows (docs/migrations.md, \"Changing data in a big "
                 f"table\"), or name the rows"
             )
     return found

@@ -6,7 +6,7 @@
 #   scripts/new-migration.sh add_email
 #
 # No `SET LOCAL lock_timeout` line: the service sets each transactional migration's lock wait
-# itself (`migration_lock_wait`) and retries one that runs out (README, "A team's migration
+# itself (`migration_lock_wait`) and retries one that runs out (docs/migrations.md, "A team's migration
 # history").
 set -euo pipefail
 

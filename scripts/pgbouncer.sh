@@ -2,7 +2,7 @@
 # Runs Debian's PgBouncer in the foreground, in transaction pooling mode on 127.0.0.1:LISTEN_PORT,
 # in front of the server SERVER_URL names: every database on it, as SERVER_URL's role and
 # password. Its ini and auth file are written to DIR. These are the settings the tests use and
-# README "Behind PgBouncer" shows. As root it runs as the account PostgreSQL runs as (PgBouncer
+# docs/operations.md, "Behind PgBouncer" shows. As root it runs as the account PostgreSQL runs as (PgBouncer
 # refuses root). It execs, so the caller's child pid is PgBouncer's own, to stop by.
 #
 #   scripts/pgbouncer.sh SERVER_URL LISTEN_PORT DIR

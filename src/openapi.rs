@@ -3,7 +3,7 @@
 //!
 //! The routes are this module's, over utoipa-swagger-ui's framework-free `serve`: that crate's
 //! own Rocket integration depends on Rocket's default features, which would compile HTTP/2 back
-//! in (README, "Publishing the service").
+//! in (docs/operations.md, "Publishing the service").
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
--- Least privilege for a migrating service (README, "Least privilege"): the owner role owns the
+-- Least privilege for a migrating service (docs/migrations.md, "Least privilege"): the owner role owns the
 -- schema and runs the migrations, over the direct URL (the migration Jobs, or
 -- migrate_on_start); the app role only reads and writes rows, over the pooled URL, so a
 -- compromised or buggy replica cannot change the schema or the migration history.

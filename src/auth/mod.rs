@@ -1,5 +1,5 @@
 //! Bearer tokens at the HTTP boundary: writes of students need a token of scope `students`, so do
-//! reads when `public_reads` is off, and `/metrics` needs one of either scope (README, "Access
+//! reads when `public_reads` is off, and `/metrics` needs one of either scope (docs/api.md, "Access
 //! control").
 //!
 //! The guards run before the body is read, so a client without a valid token learns nothing about

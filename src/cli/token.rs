@@ -1,5 +1,5 @@
 //! `students-api token ...`: the API's bearer tokens, made, listed and revoked in the database
-//! the service uses (README, "Access control").
+//! the service uses (docs/api.md, "Access control").
 
 use std::process::ExitCode;
 

@@ -5,8 +5,8 @@
 //! Rocket 0.5 gives a request fairing no way to answer, so [`Framing`] records its verdict in the
 //! request's local cache and a route of the lowest rank on every path and method ([`FramingRefusal`])
 //! answers it before any other route is tried; with no verdict it forwards at once. What hyper
-//! and Rocket do before any fairing runs, and so what only the edge can refuse, is in the README
-//! ("Publishing the service").
+//! and Rocket do before any fairing runs, and so what only the edge can refuse, is in
+//! docs/operations.md ("Publishing the service").
 
 use std::sync::Mutex;
 

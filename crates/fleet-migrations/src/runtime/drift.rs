@@ -117,7 +117,7 @@ mod catalog {
 /// Whether post-deploy migrations of this binary are still pending, which explains one
 /// difference: a column the binary declares `NOT NULL` that a pending contract step has yet to
 /// make so. The binary serves without its post-deploy steps, so it reads such a column with a
-/// fallback (README, "Changing the schema under a running fleet").
+/// fallback (docs/migrations.md, "Changing the schema under a running fleet").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContractPending {
     Yes,
