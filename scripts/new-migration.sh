@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `diesel migration generate`, then a check that the new folder is the newest in migrations/ (a
 # branch that sat unmerged while newer migrations landed must take a fresh timestamp), and a
-# reminder of this project's rules. Arguments go to the generator:
+# reminder of this project's rules. For the shapes it knows, `students-api migrate new` writes
+# the whole chain instead. Arguments go to diesel's generator:
 #
 #   scripts/new-migration.sh add_email
 #
@@ -34,6 +35,8 @@ newest=${newest%/}
 
 cat <<EOT
 Created migrations/$created.
+(For a column, an index, a constraint, NOT NULL, a rename, a type change or a drop,
+\`cargo run -- migrate new <operation>\` writes the whole chain instead: see migrations/README.md.)
 Write the change in up.sql and its undoing in down.sql; then run \`diesel migration run\` and
 \`diesel migration redo\`. Leave lock_timeout to the service: it waits migration_lock_wait for
 each lock and retries. A migration that cannot run in a transaction (CREATE INDEX CONCURRENTLY)

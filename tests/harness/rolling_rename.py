@@ -39,12 +39,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import common
 from common import PgBouncer, free_port, psql, with_database
-from rolling_upgrade import Haproxy, Load, Replica, bearer, log, migrate, seed
+from rolling_upgrade import Haproxy, Load, Replica, bearer, log, migrate, roll, seed
 
 FIELDS = ("id", "first_name", "last_name", "major", "email", "enrolled_on")
 
@@ -64,32 +63,6 @@ def unreadable(port, acknowledged, release):
         if got != want:
             problems.append(f"{release}: student {sid}: acknowledged {want}, read {got}")
     return problems
-
-
-def roll(replicas, haproxy, load, binary, config, pooled, drain):
-    """Replaces each replica with `binary`, one by one, as a Deployment's rollout does."""
-    for replica in replicas:
-        log(f"{replica.name}: SIGTERM to the old binary (drains {drain} s)")
-        saw_down = threading.Event()
-
-        def watch(name=replica.name, seen=saw_down):
-            try:
-                haproxy.wait_for(name, "DOWN", drain + 5)
-                seen.set()
-            except RuntimeError:
-                pass
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        status = replica.stop()
-        watcher.join()
-        if status != 0:
-            load.fail(f"{replica.name}: the old binary exited {status} on SIGTERM")
-        if not saw_down.is_set():
-            load.fail(f"{replica.name}: HAProxy did not take it out while it drained")
-        replica.start("new", binary, config, pooled, ROCKET_PREPARED_STATEMENTS="false")
-        haproxy.wait_for(replica.name, "UP", 30)
-        log(f"{replica.name}: the new binary is UP")
 
 
 def main():

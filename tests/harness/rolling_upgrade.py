@@ -282,6 +282,33 @@ class Writer:
                     self.mine_dated.append(student["id"])
 
 
+def roll(replicas, haproxy, load, binary, config, pooled, drain):
+    """Replaces each replica with `binary`, one by one, as a Deployment's rollout does: SIGTERM,
+    HAProxy takes it out while it drains, it exits 0, the new one starts on its port and is UP."""
+    for replica in replicas:
+        log(f"{replica.name}: SIGTERM to the old binary (drains {drain} s)")
+        saw_down = threading.Event()
+
+        def watch(name=replica.name, seen=saw_down):
+            try:
+                haproxy.wait_for(name, "DOWN", drain + 5)
+                seen.set()
+            except RuntimeError:
+                pass
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        status = replica.stop()
+        watcher.join()
+        if status != 0:
+            load.fail(f"{replica.name}: the old binary exited {status} on SIGTERM")
+        if not saw_down.is_set():
+            load.fail(f"{replica.name}: HAProxy did not take it out while it drained")
+        replica.start("new", binary, config, pooled, ROCKET_PREPARED_STATEMENTS="false")
+        haproxy.wait_for(replica.name, "UP", 30)
+        log(f"{replica.name}: the new binary is UP")
+
+
 def column_problems(url, column, acknowledged):
     """Students whose `column` is not stored as `acknowledged` ({id: value}) says."""
     if not acknowledged:
@@ -484,29 +511,7 @@ def main():
         else:
             migrate(args.new, url, "run", "--skip-post-deploy")
             time.sleep(1)
-            for replica in replicas:
-                log(f"{replica.name}: SIGTERM to the old binary (drains {args.drain} s)")
-                haproxy_saw_down = threading.Event()
-
-                def watch(name=replica.name, seen=haproxy_saw_down):
-                    try:
-                        haproxy.wait_for(name, "DOWN", args.drain + 5)
-                        seen.set()
-                    except RuntimeError:
-                        pass
-
-                watcher = threading.Thread(target=watch)
-                watcher.start()
-                status = replica.stop()
-                watcher.join()
-                if status != 0:
-                    load.fail(f"{replica.name}: the old binary exited {status} on SIGTERM")
-                if not haproxy_saw_down.is_set():
-                    load.fail(f"{replica.name}: HAProxy did not take it out while it drained")
-                replica.start("new", args.new, args.new_config, pooled,
-                              ROCKET_PREPARED_STATEMENTS="false")
-                haproxy.wait_for(replica.name, "UP", 30)
-                log(f"{replica.name}: the new binary is UP")
+            roll(replicas, haproxy, load, args.new, args.new_config, pooled, args.drain)
             load.dated = True
             log("every replica serves enrolled_on: clients send it too")
             time.sleep(1)

@@ -283,6 +283,23 @@ fn set_not_null_step(
     .post_deploy()
 }
 
+/// The columns of an index as written, and its name: `name`, or `<table>_<columns>_<suffix>`.
+fn index_of(
+    table: &Table,
+    columns: &[String],
+    name: &Option<String>,
+    suffix: &str,
+) -> Result<(String, String), GenerateError> {
+    let columns = (columns.iter())
+        .map(|c| ident(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = match name {
+        Some(name) => ident(name)?,
+        None => ident(&format!("{}_{}_{suffix}", table.name, columns.join("_")))?,
+    };
+    Ok((name, columns.join(", ")))
+}
+
 /// `add-index`: built concurrently, outside a transaction, before the binary that needs it.
 pub fn add_index(
     table: &Table,
@@ -290,16 +307,7 @@ pub fn add_index(
     name: &Option<String>,
 ) -> Result<Chain, GenerateError> {
     let t = &table.name;
-    let columns = columns
-        .iter()
-        .map(|c| ident(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let name = ident(
-        &name
-            .clone()
-            .unwrap_or_else(|| format!("{t}_{}_idx", columns.join("_"))),
-    )?;
-    let list = columns.join(", ");
+    let (name, list) = index_of(table, columns, name, "idx")?;
     let up = format!(
         "-- Expand: an index, built while reads and writes go on. CREATE INDEX CONCURRENTLY cannot run\n\
          -- in a transaction (metadata.toml), so this is its only statement. A build that fails leaves\n\
@@ -326,16 +334,7 @@ pub fn add_unique(
     name: &Option<String>,
 ) -> Result<Chain, GenerateError> {
     let t = &table.name;
-    let columns = columns
-        .iter()
-        .map(|c| ident(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let name = ident(
-        &name
-            .clone()
-            .unwrap_or_else(|| format!("{t}_{}_key", columns.join("_"))),
-    )?;
-    let list = columns.join(", ");
+    let (name, list) = index_of(table, columns, name, "key")?;
     let up = format!(
         "-- Contract (post-deploy): {list} unique from now on, once no binary that may write a duplicate\n\
          -- serves. Built concurrently, outside a transaction (metadata.toml): a duplicate already there\n\
