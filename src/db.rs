@@ -160,7 +160,7 @@ where
         })?;
         let result = query(&mut conn.conn);
         if let Err(err) = &result {
-            conn.broken = is_connection_lost(err);
+            conn.broken = is_connection_unusable(err);
             explain_a_pooler_without_prepared_statements(err);
         }
         drop(conn);
@@ -201,14 +201,19 @@ fn explain_a_pooler_without_prepared_statements(err: &diesel::result::Error) {
     }
 }
 
-/// Whether `err` means the connection itself is gone (the server restarted or went away), as
-/// opposed to a query that failed on a healthy connection.
-pub fn is_connection_lost(err: &diesel::result::Error) -> bool {
+/// Whether `err` means the connection can no longer do its job, as opposed to a query that
+/// failed on a healthy connection: the connection is gone (the server restarted or went away),
+/// or its server no longer takes writes (25006: a primary demoted in a failover, which keeps
+/// its sessions). Either way the pool drops it, and the next request opens one to wherever the
+/// address now leads.
+pub fn is_connection_unusable(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     matches!(
         err,
         Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::ReadOnlyTransaction,
             _,
         ) | Error::BrokenTransactionManager
     )

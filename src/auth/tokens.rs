@@ -192,10 +192,18 @@ pub fn lookup(conn: &mut PgConnection, digest: &TokenDigest) -> QueryResult<Opti
     if last_used.is_none_or(|at| at < stale) {
         // Conditional again in SQL: of replicas that looked at once, only the first writes, and
         // the others find the row already fresh once its lock is released.
-        diesel::update(api_token::table.find(id))
+        let recorded = diesel::update(api_token::table.find(id))
             .filter((api_token::last_used_at.is_null()).or(api_token::last_used_at.lt(stale)))
             .set(api_token::last_used_at.eq(diesel::dsl::now))
-            .execute(conn)?;
+            .execute(conn);
+        match recorded {
+            // A server that takes no writes (a primary demoted mid-failover) still answers who
+            // the token is: the use goes unrecorded rather than the request refused.
+            Err(DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _)) => {}
+            other => {
+                other?;
+            }
+        }
     }
     Ok(Scope::parse(&scope))
 }

@@ -181,7 +181,7 @@ impl From<DieselError> for ApiError {
         match err {
             // Generic on purpose: a resource says what was not found where it knows.
             DieselError::NotFound => ApiError::not_found("Not Found"),
-            err if db::is_connection_lost(&err) => ApiError::ConnectionLost(err),
+            err if db::is_connection_unusable(&err) => ApiError::ConnectionLost(err),
             // Input is validated before it reaches the database with the same rules as the CHECK
             // constraints, so reaching this means the two disagree: still the client's input,
             // and still no 500.

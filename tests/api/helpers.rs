@@ -106,6 +106,30 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Makes the database take no more writes, the way a primary demoted in a failover looks to
+    /// the sessions it keeps: every new session's transactions are read-only (25006 on a write),
+    /// and the open ones are killed so that the pool opens new ones. `false` lets new sessions
+    /// write again and leaves the open ones as they are.
+    pub fn read_only(&self, on: bool) {
+        let mut admin = connect(&self.admin_url);
+        let set = match on {
+            true => "SET default_transaction_read_only = on",
+            false => "RESET default_transaction_read_only",
+        };
+        sql_query(format!("ALTER DATABASE {} {set}", self.name))
+            .execute(&mut admin)
+            .expect("set the database's default_transaction_read_only");
+        if on {
+            sql_query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind::<Text, _>(&self.name)
+            .execute(&mut admin)
+            .expect("terminate open connections");
+        }
+    }
+
     /// Undoes [`TestDb::refuse_connections`].
     pub fn allow_connections(&self) {
         sql_query(format!(
