@@ -22,7 +22,9 @@ python_tool "$venv" "schemathesis==$SCHEMATHESIS_VERSION"
 # sends them without it too, and requires the 401 the document promises.
 service_on_own_database "api_fuzz_$$"
 
-"$venv/bin/schemathesis" run "http://127.0.0.1:$service_port/openapi.json" \
+# Every write with a valid Idempotency-Key gets a fresh one (tests/harness/fuzz_hooks.py).
+PYTHONPATH=tests/harness SCHEMATHESIS_HOOKS=fuzz_hooks \
+  "$venv/bin/schemathesis" run "http://127.0.0.1:$service_port/openapi.json" \
   --checks all \
   --header "Authorization: Bearer $service_token" \
   --max-examples "$MAX_EXAMPLES" \

@@ -5,10 +5,13 @@
 # carries a token made by the second binary (the first may ignore it), so both send the same
 # bytes. BENCHMARKS.md, "Writes with a token", is one such run. CASE=page measures the largest
 # page instead, GET /students?limit=1000 over 1,000 students in each database ("A field more on
-# every page").
+# every page"). CASE=keyed sends the after side each POST with an Idempotency-Key of its own and
+# the before side the same POST without one: give one binary twice for the cost of the key
+# ("Writes that can be retried").
 #
 #   scripts/with-throwaway-pg.sh scripts/bench-writes.sh BEFORE_BINARY AFTER_BINARY
 #   CASE=page scripts/with-throwaway-pg.sh scripts/bench-writes.sh BEFORE_BINARY AFTER_BINARY
+#   CASE=keyed scripts/with-throwaway-pg.sh scripts/bench-writes.sh BINARY BINARY
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,9 +26,9 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CASE=${CASE:-post}
 case $CASE in
-  post) path=/students ;;
+  post | keyed) path=/students ;;
   page) path='/students?limit=1000' ;;
-  *) die "CASE is post or page, not $CASE" ;;
+  *) die "CASE is post, keyed or page, not $CASE" ;;
 esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/students-bench-writes.XXXXXX")
@@ -54,6 +57,12 @@ for i in 0 1; do
   if [ "$side" = after ]; then
     BENCH_TOKEN=$(DATABASE_URL=$url "$binary" token create bench | tail -n 1)
     export BENCH_TOKEN
+    if [ "$CASE" = keyed ]; then
+      # The before side is the same binary, which needs the token too: its digest, copied.
+      digest=$(psql --no-psqlrc -At "$url" -c "SELECT encode(sha256, 'hex') FROM api_token")
+      psql --no-psqlrc -q -v ON_ERROR_STOP=1 "$(pg_database_url "$admin" writes_before)" -c \
+        "INSERT INTO api_token (name, sha256) VALUES ('bench', decode('$digest', 'hex'))" >/dev/null
+    fi
   fi
   port=$(free_port)
   DATABASE_URL=$url ROCKET_PORT=$port ROCKET_ADDRESS=127.0.0.1 ROCKET_LOG_LEVEL=critical \
@@ -63,6 +72,8 @@ for i in 0 1; do
 done
 case $CASE in
   post) cat bench/report.lua bench/post.lua >"$work/script.lua" ;;
+  keyed) cat bench/report.lua bench/post.lua >"$work/script.lua"
+    cat bench/report.lua bench/post-keyed.lua >"$work/keyed.lua" ;;
   page) cp bench/report.lua "$work/script.lua" ;;
 esac
 for port in "${ports[@]}"; do
@@ -74,10 +85,10 @@ done
 
 # One measurement: "req/s mean_ms p99_ms non2xx".
 measure() {
-  local port=$1 connections=$2 threads out
+  local port=$1 connections=$2 script=${3:-$work/script.lua} threads out
   threads=$((connections < 2 ? 1 : 2))
-  wrk -t"$threads" -c"$connections" -d2s -s "$work/script.lua" "http://127.0.0.1:$port$path" >/dev/null
-  out=$(wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$work/script.lua" \
+  wrk -t"$threads" -c"$connections" -d2s -s "$script" "http://127.0.0.1:$port$path" >/dev/null
+  out=$(wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$script" \
     "http://127.0.0.1:$port$path")
   local result
   result=$(grep '^RESULT' <<<"$out")
@@ -92,7 +103,9 @@ echo "|---:|---:|---:|---:|---:|---:|---:|"
 for connections in 32 1; do
   for round in $(seq 1 "$ROUNDS"); do
     read -r b_rps b_mean b_p99 b_bad <<<"$(measure "${ports[0]}" "$connections")"
-    read -r a_rps a_mean a_p99 a_bad <<<"$(measure "${ports[1]}" "$connections")"
+    after_script=$work/script.lua
+    [ "$CASE" != keyed ] || after_script=$work/keyed.lua
+    read -r a_rps a_mean a_p99 a_bad <<<"$(measure "${ports[1]}" "$connections" "$after_script")"
     echo "| $connections | $round | $b_rps | $a_rps | $b_mean / $b_p99 | $a_mean / $a_p99 | $((b_bad + a_bad)) |"
   done
 done

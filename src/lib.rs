@@ -10,6 +10,7 @@ pub mod db;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod logging;
 pub mod metrics;
 pub mod migrate;

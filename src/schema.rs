@@ -13,6 +13,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_key (token_id, key) {
+        token_id -> Int4,
+        key -> Text,
+        fingerprint -> Bytea,
+        status -> Int4,
+        location -> Nullable<Text>,
+        body -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     student (id) {
         id -> Int4,
         first_name -> Text,
@@ -25,4 +37,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(api_token, student,);
+diesel::allow_tables_to_appear_in_same_query!(api_token, idempotency_key, student,);

@@ -1,13 +1,14 @@
 //! The start-up stage, one step after another at ignition: read the settings, wait for the
 //! database, migrate (under the migration lock, see [`crate::migrate`]), open the pool, install
-//! the drain. Attached before the routes, so no handler can run before the schema it queries
-//! exists.
+//! the drain and the sweep of expired idempotency keys. Attached before the routes, so no handler
+//! can run before the schema it queries exists.
 
 use rocket::fairing::AdHoc;
 use rocket::tokio::task::spawn_blocking;
 
 use crate::db::{Pool, PoolError};
 use crate::drain::{self, Draining};
+use crate::idempotency;
 use crate::migrate::{self, MIGRATIONS, MigrateError, Migrations, Started, Unready, Waits};
 use crate::settings::Settings;
 
@@ -28,7 +29,8 @@ pub fn stage_with(settings: Settings, migrations: Migrations) -> AdHoc {
                     .attach(drain::on_sigterm(
                         draining,
                         settings.service.shutdown_drain.into(),
-                    )))
+                    ))
+                    .attach(idempotency::stage(settings.pool.config.url.clone())))
             }
             Err(err) => {
                 log::error!("{err}; the service will not start");

@@ -24,7 +24,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use crate::db::{self, DbError, Pool};
 use crate::http::{ApiError, ErrorBody, refuse};
 
-use tokens::{Scope, TokenDigest};
+use tokens::{Scope, Token, TokenDigest};
 
 /// How long a verdict on a token is kept: the bound on how long a revoked token still works.
 pub const FRESH: Duration = Duration::from_secs(1);
@@ -46,7 +46,7 @@ pub struct Tokens {
 #[derive(Debug, Clone, Copy)]
 struct Verdict {
     /// `None`: no live token has this digest.
-    scope: Option<Scope>,
+    token: Option<Token>,
     /// When the lookup behind it started: a revocation committed after that is seen by the next.
     at: Instant,
 }
@@ -75,19 +75,19 @@ impl Tokens {
         verdicts.insert(digest, verdict);
     }
 
-    /// The scope of `presented`, from a verdict younger than [`FRESH`] or a lookup.
-    async fn scope(
+    /// The live token `presented` is, from a verdict younger than [`FRESH`] or a lookup.
+    async fn token(
         &self,
         pool: &Pool,
         presented: &str,
         patience: Patience,
-    ) -> Result<Option<Scope>, ApiError> {
+    ) -> Result<Option<Token>, ApiError> {
         let digest = tokens::digest(presented);
         let last = self.last(&digest);
         if let Some(verdict) = last
             && verdict.at.elapsed() < FRESH
         {
-            return Ok(verdict.scope);
+            return Ok(verdict.token);
         }
         let at = Instant::now();
         let lookup = db::run(pool, move |conn| tokens::lookup(conn, &digest));
@@ -98,9 +98,9 @@ impl Tokens {
             }
         };
         match (looked_up, patience, last) {
-            (Ok(scope), ..) => {
-                self.remember(digest, Verdict { scope, at });
-                Ok(scope)
+            (Ok(token), ..) => {
+                self.remember(digest, Verdict { token, at });
+                Ok(token)
             }
             // While the database does not answer, a token that was live at its last lookup
             // goes on scraping: the metrics matter most then. Its revocation, which needs the
@@ -109,9 +109,9 @@ impl Tokens {
                 Err(_),
                 Patience::Scrape,
                 Some(Verdict {
-                    scope: Some(scope), ..
+                    token: Some(token), ..
                 }),
-            ) => Ok(Some(scope)),
+            ) => Ok(Some(token)),
             (Err(err), ..) => Err(err.into()),
         }
     }
@@ -144,12 +144,13 @@ fn unauthorized(challenge: &'static str, detail: &'static str) -> ApiError {
     ApiError::Unauthorized { challenge, detail }
 }
 
-/// Lets the request through when its `Authorization: Bearer` token is live and allows `needed`.
+/// Lets the request through when its `Authorization: Bearer` token is live and allows `needed`:
+/// the token's id.
 async fn authorize(
     request: &Request<'_>,
     needed: Scope,
     patience: Patience,
-) -> Result<(), ApiError> {
+) -> Result<i32, ApiError> {
     let Some(header) = request.headers().get_one("Authorization") else {
         return Err(unauthorized(CHALLENGE, "Not authenticated"));
     };
@@ -178,9 +179,9 @@ async fn authorize(
         log::error!("access control needs the token state and the pool");
         return Err(ApiError::NoConnection);
     };
-    match tokens.scope(pool, presented, patience).await? {
+    match tokens.token(pool, presented, patience).await? {
         None => Err(invalid()),
-        Some(scope) if scope.allows(needed) => Ok(()),
+        Some(token) if token.scope.allows(needed) => Ok(token.id),
         Some(_) => Err(ApiError::Forbidden {
             challenge: "Bearer error=\"insufficient_scope\"",
             detail: "This token may only scrape /metrics",
@@ -192,16 +193,19 @@ async fn guard<T>(
     request: &Request<'_>,
     needed: Scope,
     patience: Patience,
-    granted: T,
+    granted: impl FnOnce(i32) -> T,
 ) -> Outcome<T, ()> {
     match authorize(request, needed, patience).await {
-        Ok(()) => Outcome::Success(granted),
+        Ok(token_id) => Outcome::Success(granted(token_id)),
         Err(err) => refuse(request, err),
     }
 }
 
 /// A request that may change students: it carries a live token of scope `students`.
-pub struct CanWrite(());
+pub struct CanWrite {
+    /// The token's `api_token.id`, which scopes its idempotency keys.
+    pub token_id: i32,
+}
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for CanWrite {
@@ -212,7 +216,7 @@ impl<'r> FromRequest<'r> for CanWrite {
             request,
             Scope::Students,
             Patience::PoolTimeout,
-            CanWrite(()),
+            |token_id| CanWrite { token_id },
         )
         .await
     }
@@ -229,7 +233,12 @@ impl<'r> FromRequest<'r> for CanRead {
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
         match request.rocket().state::<Tokens>() {
             Some(tokens) if tokens.public_reads => Outcome::Success(CanRead(())),
-            _ => guard(request, Scope::Students, Patience::PoolTimeout, CanRead(())).await,
+            _ => {
+                guard(request, Scope::Students, Patience::PoolTimeout, |_| {
+                    CanRead(())
+                })
+                .await
+            }
         }
     }
 }
@@ -243,7 +252,7 @@ impl<'r> FromRequest<'r> for CanScrape {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        guard(request, Scope::Metrics, Patience::Scrape, CanScrape(())).await
+        guard(request, Scope::Metrics, Patience::Scrape, |_| CanScrape(())).await
     }
 }
 

@@ -56,6 +56,14 @@ impl Scope {
     }
 }
 
+/// A live token, as a request's lookup finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    /// `api_token.id`: what the token's idempotency keys are stored under.
+    pub id: i32,
+    pub scope: Scope,
+}
+
 /// The SHA-256 of a token: what `api_token.sha256` holds.
 pub type TokenDigest = [u8; 32];
 
@@ -176,9 +184,9 @@ pub fn revoke(conn: &mut PgConnection, name: &str) -> Result<(), TokenError> {
     }
 }
 
-/// The scope of the live token whose digest is `digest`, or `None` when no live token has it.
-/// Records the use when the last one recorded is older than a minute.
-pub fn lookup(conn: &mut PgConnection, digest: &TokenDigest) -> QueryResult<Option<Scope>> {
+/// The live token whose digest is `digest`, or `None` when no live token has it. Records the use
+/// when the last one recorded is older than a minute.
+pub fn lookup(conn: &mut PgConnection, digest: &TokenDigest) -> QueryResult<Option<Token>> {
     let found = api_token::table
         .filter(api_token::sha256.eq(&digest[..]))
         .filter(api_token::revoked_at.is_null())
@@ -205,7 +213,7 @@ pub fn lookup(conn: &mut PgConnection, digest: &TokenDigest) -> QueryResult<Opti
             }
         }
     }
-    Ok(Scope::parse(&scope))
+    Ok(Scope::parse(&scope).map(|scope| Token { id, scope }))
 }
 
 #[cfg(test)]

@@ -112,6 +112,10 @@ pub enum ApiError {
     /// Up, but not ready to serve: the message says why.
     #[error("{0}")]
     NotReady(String),
+    /// Another request holds what this one needs and has not finished: 409, to retry after
+    /// `Retry-After`. The message says what.
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("unexpected database error")]
     Internal(#[source] DieselError),
     /// No usable credentials: 401, with `challenge` as `WWW-Authenticate`.
@@ -143,6 +147,7 @@ impl ApiError {
             ApiError::NoConnection | ApiError::ConnectionLost(_) | ApiError::NotReady(_) => {
                 Status::ServiceUnavailable
             }
+            ApiError::Conflict(_) => Status::Conflict,
             ApiError::Internal(_) => Status::InternalServerError,
             ApiError::Unauthorized { .. } => Status::Unauthorized,
             ApiError::Forbidden { .. } => Status::Forbidden,
@@ -211,6 +216,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
             }
             ApiError::NoConnection => unavailable(NO_CONNECTION, request),
             ApiError::NotReady(detail) => unavailable(detail, request),
+            ApiError::Conflict(detail) => retry_after(status, detail, request),
             ApiError::Internal(_) => {
                 log::error!("{} {}: {}", request.method(), request.uri(), chain(&self));
                 message(status, status.reason_lossy(), request)
@@ -277,7 +283,16 @@ fn unavailable(
     detail: impl Into<Cow<'static, str>>,
     request: &Request<'_>,
 ) -> response::Result<'static> {
-    let mut response = message(Status::ServiceUnavailable, detail, request)?;
+    retry_after(Status::ServiceUnavailable, detail, request)
+}
+
+/// `{"detail": detail}` with `status` and `Retry-After`.
+fn retry_after(
+    status: Status,
+    detail: impl Into<Cow<'static, str>>,
+    request: &Request<'_>,
+) -> response::Result<'static> {
+    let mut response = message(status, detail, request)?;
     response.set_header(Header::new("Retry-After", RETRY_AFTER_SECS.to_string()));
     Ok(response)
 }

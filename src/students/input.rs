@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use diesel::prelude::*;
 use diesel_derive_newtype::DieselNewType;
 use rocket::form::{self, FromForm, FromFormField, Strict, ValueField};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
@@ -17,7 +18,7 @@ use crate::schema::student;
 /// A first name, last name or major: a JSON string of at most [`Name::MAX_CHARS`] characters as
 /// sent, not blank, without NUL (PostgreSQL text cannot hold it); stored trimmed. The table's
 /// CHECK constraints hold the same rule for every other writer.
-#[derive(Debug, Clone, PartialEq, Eq, DieselNewType)]
+#[derive(Debug, Clone, PartialEq, Eq, DieselNewType, Serialize)]
 pub struct Name(String);
 
 impl Name {
@@ -93,7 +94,7 @@ impl PartialSchema for Name {
 /// most [`Email::MAX_LOCAL_CHARS`] characters before it and a dot inside the part after it; at
 /// most [`Email::MAX_CHARS`] characters as sent, no NUL; stored trimmed and otherwise as sent.
 /// The table's `student_email_check` holds the same rule for every other writer.
-#[derive(Debug, Clone, PartialEq, Eq, DieselNewType)]
+#[derive(Debug, Clone, PartialEq, Eq, DieselNewType, Serialize)]
 pub struct Email(String);
 
 impl Email {
@@ -233,7 +234,9 @@ fn day_schema() -> RefOr<Schema> {
 }
 
 /// A new student, or every field of an existing one.
-#[derive(Debug, Insertable, AsChangeset, ToSchema)]
+// Serialized only for an idempotency key's fingerprint, so that a retry with its JSON reordered
+// is the same request.
+#[derive(Debug, Insertable, AsChangeset, ToSchema, Serialize)]
 #[diesel(table_name = student)]
 // Read by utoipa only: documents that unknown fields are refused, as `JsonBody` refuses them.
 #[serde(deny_unknown_fields)]

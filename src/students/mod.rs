@@ -14,7 +14,7 @@ use rocket::fairing::AdHoc;
 use rocket::form;
 use rocket::http::ContentType;
 use rocket::http::uri::fmt::{Formatter, FromUriParam, Query, UriDisplay};
-use rocket::response::status::{Created, NoContent};
+use rocket::response::status::NoContent;
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 use rocket::{Request, State, delete, get, patch, post, put, routes, uri};
@@ -25,6 +25,7 @@ use crate::http::{
     ApiError, BodyRejected, ErrorBody, JsonBody, Unavailable, ValidationErrorBody, join_checks,
     path_int,
 };
+use crate::idempotency::{self, Answer, Claim, IdempotencyKey, IdempotencyParam, Written};
 use input::{ListParams, StudentCreate, StudentUpdate};
 use model::Student;
 
@@ -180,35 +181,56 @@ pub async fn get_one(
 }
 
 /// Create a student.
+///
+/// Send an `Idempotency-Key` to make the request safe to retry: a retry with the same key and
+/// body gets the first answer back and creates no second student (docs/api.md, "Retrying a
+/// write").
 #[utoipa::path(
     post,
     operation_id = "create_student",
     path = "/students",
     tag = "students",
     security(("bearer" = [])),
+    params(IdempotencyParam),
     request_body(content = StudentCreate, content_type = "application/json"),
     responses(
         (status = 201, description = "Created; `Location` is its URI", body = Student,
-            headers(("Location" = String, description = "/students/{id} of the new student"))),
+            headers(
+                ("Location" = String, description = "/students/{id} of the new student"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key"),
+            )),
         BodyRejected,
-        (status = 422, description = "A field is missing, unknown or breaks its rules", body = ValidationErrorBody),
+        (status = 409, description = "A request with the same Idempotency-Key is still in progress", body = ErrorBody,
+            headers(("Retry-After" = i32, description = "Seconds to wait"))),
+        (status = 422, description = "A field or the Idempotency-Key is invalid, or the key was used with another request", body = ValidationErrorBody),
         Refused,
         Unavailable,
     )
 )]
 #[post("/students", data = "<body>")]
 pub async fn create(
-    _can: CanWrite,
+    can: CanWrite,
     pool: &State<Pool>,
+    key: Result<IdempotencyKey, ApiError>,
     body: Result<JsonBody<StudentCreate>, ApiError>,
-) -> Result<Created<Json<Student>>, ApiError> {
-    let JsonBody(mut new) = body?;
+) -> Result<Answer, ApiError> {
+    let (IdempotencyKey(key), JsonBody(mut new)) = join_checks(key, body)?;
+    // Of the input as sent: a retry tomorrow with `enrolled_on` left out is the same request.
+    let claim = key.map(|key| Claim::new(can.token_id, key, "POST", "/students", &new));
     // Today in UTC, from the clock here rather than the column's DEFAULT CURRENT_DATE, which
     // depends on the session's TimeZone.
     new.enrolled_on
         .get_or_insert_with(|| chrono::Utc::now().date_naive());
-    let student = db::run(pool, move |conn| Student::insert(conn, &new)).await?;
-    Ok(Created::new(uri!(get_one(student.id)).to_string()).body(Json(student)))
+    let write = move |conn: &mut diesel::PgConnection| {
+        let student = Student::insert(conn, &new)?;
+        Answer::created(uri!(get_one(student.id)).to_string(), &student)
+    };
+    let written = db::run(pool, move |conn| match claim {
+        None => write(conn).map(Written::Answer),
+        Some(claim) => idempotency::write_once(conn, &claim, write),
+    })
+    .await?;
+    written.into_result()
 }
 
 /// Replace every field of a student.

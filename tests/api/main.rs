@@ -15,6 +15,7 @@ mod enrolled_on;
 mod errors;
 mod framing;
 mod health;
+mod idempotency;
 mod least_privilege;
 mod lock_waits;
 mod metrics;
