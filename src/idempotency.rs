@@ -3,19 +3,16 @@
 //! first answer back instead of writing twice (docs/api.md, "Retrying a write").
 //!
 //! The header is the IETF httpapi draft's; its semantics are Stripe's. A key belongs to the token
-//! that sent it. Its answer is stored in the same transaction as the write, so a committed write
-//! always has its answer stored and a failed one never does. The write goes first and the key is
-//! claimed last, with the answer in the same statement: a key row never exists without its answer,
-//! and a twin request waits on it only from the claim to the commit.
+//! that sent it. It is stored by the same statement as the write, with the row the answer showed
+//! ([`crate::students::model::Student::insert_keyed`]): a committed write always has its key, and
+//! a failed one never does. A key already taken fails that statement, and the stored answer is
+//! read instead.
 
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
-use diesel::connection::SimpleConnection;
+use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
-use diesel::query_dsl::methods::FilterDsl;
-use diesel::result::Error as DieselError;
-use diesel::upsert::excluded;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use rand::Rng;
 use rocket::fairing::AdHoc;
 use rocket::http::{Header, Status};
@@ -35,11 +32,6 @@ pub const HEADER: &str = "Idempotency-Key";
 
 /// How long a key's answer is kept: a retry later than that writes again.
 const KEPT: TimeDelta = TimeDelta::hours(24);
-
-/// How long a request waits for a twin in flight (the same key, not yet committed) before it
-/// answers 409: long enough for a twin that is about to commit, short enough not to hold a pooled
-/// connection while the twin is slow.
-const TWIN_WAIT: &str = "SET LOCAL lock_timeout = '100ms'";
 
 /// Keys deleted per statement of a sweep, so that no statement holds many row locks or runs long.
 const SWEEP_BATCH: i64 = 1_000;
@@ -73,6 +65,10 @@ impl Key {
             ));
         }
         Ok(Key(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -121,9 +117,9 @@ pub struct IdempotencyParam {
 /// The write a key stands for: the token that sent it, the key, and the SHA-256 of the method,
 /// the path and the parsed input, so reordered JSON or other whitespace is the same request.
 pub struct Claim {
-    token_id: i32,
-    key: Key,
-    fingerprint: [u8; 32],
+    pub(crate) token_id: i32,
+    pub(crate) key: Key,
+    pub(crate) fingerprint: [u8; 32],
 }
 
 impl Claim {
@@ -142,11 +138,10 @@ impl Claim {
     }
 }
 
-/// A write's answer, as sent and as stored for its retries.
+/// A `201 Created` answer, or its replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub status: u16,
-    pub location: Option<String>,
+    pub location: String,
     /// JSON.
     pub body: String,
     /// Sent before, to the request that first used the key.
@@ -154,14 +149,13 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// `201 Created` with `location` and `body` as JSON.
-    pub fn created(location: String, body: &impl Serialize) -> QueryResult<Answer> {
+    /// `201 Created` at `location` with `body` as JSON.
+    pub fn created(location: String, body: &impl Serialize, replayed: bool) -> QueryResult<Answer> {
         Ok(Answer {
-            status: 201,
-            location: Some(location),
+            location,
             body: serde_json::to_string(body)
                 .map_err(|err| DieselError::SerializationError(Box::new(err)))?,
-            replayed: false,
+            replayed,
         })
     }
 }
@@ -170,12 +164,10 @@ impl<'r> Responder<'r, 'static> for Answer {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         let mut response = Response::build();
         response
-            .status(Status::from_code(self.status).unwrap_or(Status::Ok))
+            .status(Status::Created)
             .header(rocket::http::ContentType::JSON)
+            .header(Header::new("Location", self.location))
             .sized_body(self.body.len(), std::io::Cursor::new(self.body));
-        if let Some(location) = self.location {
-            response.header(Header::new("Location", location));
-        }
         if self.replayed {
             response.header(Header::new("Idempotent-Replayed", "true"));
         }
@@ -185,116 +177,75 @@ impl<'r> Responder<'r, 'static> for Answer {
 
 /// What became of a keyed write.
 #[derive(Debug)]
-pub enum Written {
-    /// Written now, or earlier under the same key and request: the answer to send.
-    Answer(Answer),
+pub enum Written<T> {
+    /// Written now.
+    Fresh(T),
+    /// Written earlier under the same key, by the same request: the resource the first answer
+    /// showed, as stored (JSON).
+    Replayed(String),
     /// The key was used, within [`KEPT`], for another request.
     Reused,
     /// A request with the same key is in flight and did not commit within the wait.
     InFlight,
 }
 
-impl Written {
-    pub fn into_result(self) -> Result<Answer, ApiError> {
-        match self {
-            Written::Answer(answer) => Ok(answer),
-            Written::Reused => Err(header_error(Problem::new(
-                "This Idempotency-Key was used with another request; use a new key for a new write",
-                "idempotency_key_reused",
-            ))),
-            Written::InFlight => Err(ApiError::Conflict(
-                "A request with this Idempotency-Key is still in progress; retry it shortly",
-            )),
-        }
-    }
+/// The 422 of a key used with another request.
+pub fn reused() -> ApiError {
+    header_error(Problem::new(
+        "This Idempotency-Key was used with another request; use a new key for a new write",
+        "idempotency_key_reused",
+    ))
 }
 
-/// Why a keyed write's transaction ends without committing.
-enum Abandoned {
-    /// The key is taken: the write is undone and the stored answer read instead.
-    Taken,
-    Failed(DieselError),
+/// The 409 of a key whose first request is still being written.
+pub fn in_flight() -> ApiError {
+    ApiError::Conflict("A request with this Idempotency-Key is still in progress; retry it shortly")
 }
 
-impl From<DieselError> for Abandoned {
-    fn from(err: DieselError) -> Self {
-        Abandoned::Failed(err)
-    }
-}
-
-/// Runs `write` once for `claim`: in one transaction, the write, then the key with the write's
-/// answer. When the key already holds an answer younger than [`KEPT`], the write is rolled back and
-/// that answer is returned, if it was given to the same request.
-pub fn write_once(
+/// Runs `write`, which stores `claim`'s key with the write ([`Student::insert_keyed`]), once for
+/// the key: when the key holds an answer younger than [`KEPT`], the write is not made and that
+/// answer is returned, if it was given to the same request.
+///
+/// [`Student::insert_keyed`]: crate::students::model::Student::insert_keyed
+pub fn write_once<T>(
     conn: &mut PgConnection,
     claim: &Claim,
-    write: impl FnOnce(&mut PgConnection) -> QueryResult<Answer>,
-) -> QueryResult<Written> {
-    let written = conn.transaction(|conn| {
-        let answer = write(conn)?;
-        conn.batch_execute(TWIN_WAIT)?;
-        let stored = (
-            idempotency_key::token_id.eq(claim.token_id),
-            idempotency_key::key.eq(&claim.key.0),
-            idempotency_key::fingerprint.eq(&claim.fingerprint[..]),
-            idempotency_key::status.eq(i32::from(answer.status)),
-            idempotency_key::location.eq(answer.location.as_deref()),
-            idempotency_key::body.eq(&answer.body),
-        );
-        // An expired key is taken over, in the same statement, so no sweep has to come first.
-        // (`FilterDsl` by path: the upsert's WHERE, which the prelude's `filter` does not reach.)
-        use idempotency_key as k;
-        let upsert = diesel::insert_into(k::table)
-            .values(stored)
-            .on_conflict((k::token_id, k::key))
-            .do_update()
-            .set((
-                k::fingerprint.eq(excluded(k::fingerprint)),
-                k::status.eq(excluded(k::status)),
-                k::location.eq(excluded(k::location)),
-                k::body.eq(excluded(k::body)),
-                k::created_at.eq(diesel::dsl::now),
-            ));
-        let claimed =
-            FilterDsl::filter(upsert, k::created_at.lt(Utc::now() - KEPT)).execute(conn)?;
-        match claimed {
-            1 => Ok(answer),
-            _ => Err(Abandoned::Taken),
+    write: impl Fn(&mut PgConnection) -> QueryResult<T>,
+) -> QueryResult<Written<T>> {
+    // A second and third try only after an expired key was deleted, or a key vanished (swept)
+    // between the failed write and the read.
+    for _ in 0..3 {
+        match write(conn) {
+            Ok(written) => return Ok(Written::Fresh(written)),
+            Err(err) if is_lock_timeout(&err) => return Ok(Written::InFlight),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some("idempotency_key_pkey") => {}
+            Err(err) => return Err(err),
         }
-    });
-    match written {
-        Ok(answer) => Ok(Written::Answer(answer)),
-        Err(Abandoned::Failed(err)) if is_lock_timeout(&err) => Ok(Written::InFlight),
-        Err(Abandoned::Failed(err)) => Err(err),
-        Err(Abandoned::Taken) => stored(conn, claim),
+        let stored = idempotency_key::table
+            .find((claim.token_id, claim.key.as_str()))
+            .select((
+                idempotency_key::fingerprint,
+                idempotency_key::resource,
+                idempotency_key::created_at,
+            ))
+            .first::<(Vec<u8>, String, DateTime<Utc>)>(conn)
+            .optional()?;
+        match stored {
+            Some((.., created_at)) if created_at < Utc::now() - KEPT => {
+                // Expired but not swept yet: free again.
+                diesel::delete(idempotency_key::table.find((claim.token_id, claim.key.as_str())))
+                    .filter(idempotency_key::created_at.eq(created_at))
+                    .execute(conn)?;
+            }
+            Some((fingerprint, resource, _)) if fingerprint == claim.fingerprint => {
+                return Ok(Written::Replayed(resource));
+            }
+            Some(_) => return Ok(Written::Reused),
+            None => {}
+        }
     }
-}
-
-/// The answer stored under `claim`'s key, if it was given to the same request.
-fn stored(conn: &mut PgConnection, claim: &Claim) -> QueryResult<Written> {
-    let row = idempotency_key::table
-        .find((claim.token_id, &claim.key.0))
-        .select((
-            idempotency_key::fingerprint,
-            idempotency_key::status,
-            idempotency_key::location,
-            idempotency_key::body,
-        ))
-        .first::<(Vec<u8>, i32, Option<String>, String)>(conn)
-        .optional()?;
-    Ok(match row {
-        Some((fingerprint, status, location, body)) if fingerprint == claim.fingerprint => {
-            Written::Answer(Answer {
-                status: u16::try_from(status).unwrap_or(200),
-                location,
-                body,
-                replayed: true,
-            })
-        }
-        Some(_) => Written::Reused,
-        // Swept between the claim and this read: as if still in flight, so the retry claims it.
-        None => Written::InFlight,
-    })
+    Ok(Written::InFlight)
 }
 
 /// Deletes the keys older than [`KEPT`], [`SWEEP_BATCH`] at a time, skipping rows another

@@ -17,9 +17,7 @@ diesel::table! {
         token_id -> Int4,
         key -> Text,
         fingerprint -> Bytea,
-        status -> Int4,
-        location -> Nullable<Text>,
-        body -> Text,
+        resource -> Text,
         created_at -> Timestamptz,
     }
 }

@@ -221,16 +221,24 @@ pub async fn create(
     // depends on the session's TimeZone.
     new.enrolled_on
         .get_or_insert_with(|| chrono::Utc::now().date_naive());
-    let write = move |conn: &mut diesel::PgConnection| {
-        let student = Student::insert(conn, &new)?;
-        Answer::created(uri!(get_one(student.id)).to_string(), &student)
-    };
     let written = db::run(pool, move |conn| match claim {
-        None => write(conn).map(Written::Answer),
-        Some(claim) => idempotency::write_once(conn, &claim, write),
+        None => Student::insert(conn, &new).map(Written::Fresh),
+        Some(claim) => idempotency::write_once(conn, &claim, |conn| {
+            Student::insert_keyed(conn, &new, &claim)
+        }),
     })
     .await?;
-    written.into_result()
+    let (student, replayed) = match written {
+        Written::Fresh(student) => (student, false),
+        Written::Replayed(stored) => (Student::from_stored(&stored)?, true),
+        Written::Reused => return Err(idempotency::reused()),
+        Written::InFlight => return Err(idempotency::in_flight()),
+    };
+    Ok(Answer::created(
+        uri!(get_one(student.id)).to_string(),
+        &student,
+        replayed,
+    )?)
 }
 
 /// Replace every field of a student.

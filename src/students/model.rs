@@ -4,11 +4,15 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::connection::DefaultLoadingMode;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use rocket::serde::Serialize;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Binary, Date, Integer, Nullable, Text, Timestamptz};
+use rocket::serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::input::{ListParams, StudentCreate, StudentUpdate};
+use crate::idempotency::Claim;
 use crate::schema::student;
 
 /// A student as served.
@@ -46,8 +50,12 @@ pub struct Student {
 /// and after the backfill reaches it. The fallback is computed here rather than in SQL
 /// (`coalesce(...)` in the select list, which measured the same): no SQL functions to declare,
 /// and the query reads the column as it is.
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = student, check_for_backend(diesel::pg::Pg))]
+///
+/// A replayed answer is read back from the row as PostgreSQL's `row_to_json` wrote it, when the
+/// idempotency key was stored ([`Student::insert_keyed`]), hence `Deserialize`.
+#[derive(Queryable, Selectable, Deserialize)]
+#[diesel(table_name = student, check_for_backend(Pg))]
+#[serde(crate = "rocket::serde")]
 struct Row {
     id: i32,
     first_name: String,
@@ -166,6 +174,28 @@ impl Student {
             .map(Student::from)
     }
 
+    /// The student as [`Student::insert`] stores it, and the idempotency key `claim` with it, in
+    /// one statement: both or neither. A key already taken fails the statement with a unique
+    /// violation of `idempotency_key_pkey`, or a lock timeout while the request that took it has
+    /// not committed ([`crate::idempotency::write_once`] tells them apart).
+    pub fn insert_keyed(
+        conn: &mut PgConnection,
+        new: &StudentCreate,
+        claim: &Claim,
+    ) -> QueryResult<Student> {
+        InsertKeyed { new, claim }
+            .get_result::<Row>(conn)
+            .map(Student::from)
+    }
+
+    /// The student a stored answer showed: `row_to_json` of the row [`Student::insert_keyed`]
+    /// inserted.
+    pub fn from_stored(json: &str) -> QueryResult<Student> {
+        serde_json::from_str::<Row>(json)
+            .map(Student::from)
+            .map_err(|err| diesel::result::Error::DeserializationError(Box::new(err)))
+    }
+
     /// Every field replaced; the student as it now is.
     pub fn replace(
         conn: &mut PgConnection,
@@ -231,6 +261,75 @@ fn write_page(rows: impl Iterator<Item = QueryResult<Row>>, limit: i64) -> Query
 fn finish(mut body: Vec<u8>, next_after: Option<i32>) -> QueryResult<PageJson> {
     body.push(b']');
     Ok(PageJson { body, next_after })
+}
+
+/// The query of [`Student::insert_keyed`]: one statement, one round trip, as a keyless insert
+/// costs, where a transaction around two inserts would cost five. Written out because diesel has
+/// no data-modifying CTEs; a type of its own, so that diesel prepares it once per connection.
+struct InsertKeyed<'a> {
+    new: &'a StudentCreate,
+    claim: &'a Claim,
+}
+
+/// What diesel caches the prepared [`InsertKeyed`] statement under.
+struct InsertKeyedId;
+
+impl QueryId for InsertKeyed<'_> {
+    type QueryId = InsertKeyedId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for InsertKeyed<'_> {
+    type SqlType = (
+        Integer,
+        Text,
+        Text,
+        Text,
+        Timestamptz,
+        Timestamptz,
+        Nullable<Text>,
+        Nullable<Date>,
+    );
+}
+
+impl RunQueryDsl<PgConnection> for InsertKeyed<'_> {}
+
+impl QueryFragment<Pg> for InsertKeyed<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        const COLUMNS: &str =
+            "id, first_name, last_name, major, created_at, updated_at, email, enrolled_on";
+        out.push_sql(
+            "WITH s AS (INSERT INTO student (first_name, last_name, major, email, enrolled_on) \
+             VALUES (",
+        );
+        out.push_bind_param::<Text, _>(&self.new.first_name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.new.last_name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.new.major)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.new.email)?;
+        out.push_sql(", coalesce(");
+        out.push_bind_param::<Nullable<Date>, _>(&self.new.enrolled_on)?;
+        out.push_sql(", CURRENT_DATE)) RETURNING ");
+        out.push_sql(COLUMNS);
+        // The wait for a twin that took the key and has not committed, bounded once the student
+        // is inserted: `w` reads `s`, so the student's own insert waits as a keyless one does.
+        // Local to the statement's transaction, which is the statement.
+        out.push_sql(
+            "), w AS (SELECT set_config('lock_timeout', '100ms', true) FROM s), \
+             k AS (INSERT INTO idempotency_key (token_id, key, fingerprint, resource) SELECT ",
+        );
+        out.push_bind_param::<Integer, _>(&self.claim.token_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.claim.key.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Binary, _>(&self.claim.fingerprint[..])?;
+        out.push_sql(", row_to_json(s)::text FROM s, w) SELECT ");
+        out.push_sql(COLUMNS);
+        out.push_sql(" FROM s");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

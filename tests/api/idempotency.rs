@@ -94,6 +94,36 @@ fn a_retry_with_the_same_key_gets_the_first_answer_and_writes_nothing() {
 }
 
 #[test]
+fn a_replay_is_the_first_answer_even_after_the_student_changed_or_went() {
+    let db = TestDb::migrated();
+    let client = client(&db);
+    let first = post(&client, bearer(&client), Some("then"), ADA);
+    let location = first.headers().get_one("Location").unwrap().to_owned();
+    let body: Value = first.into_json().unwrap();
+
+    let patched = client
+        .patch(location.clone())
+        .header(ContentType::JSON)
+        .header(bearer(&client))
+        .body(r#"{"major": "Computing"}"#)
+        .dispatch();
+    assert_eq!(patched.status(), Status::Ok);
+    let replay = post(&client, bearer(&client), Some("then"), ADA);
+    assert_eq!(
+        replay.into_json::<Value>().unwrap(),
+        body,
+        "what the first answer said"
+    );
+
+    let deleted = client.delete(location).header(bearer(&client)).dispatch();
+    assert_eq!(deleted.status(), Status::NoContent);
+    let replay = post(&client, bearer(&client), Some("then"), ADA);
+    assert_eq!(replay.status(), Status::Created);
+    assert_eq!(replay.into_json::<Value>().unwrap(), body);
+    assert_eq!(named(&db, "Ada"), 0, "and no student written again");
+}
+
+#[test]
 fn the_same_key_with_another_request_is_refused_and_writes_nothing() {
     let db = TestDb::migrated();
     let client = client(&db);
@@ -213,8 +243,8 @@ fn a_twin_in_flight_is_answered_409_and_the_key_stays_free() {
     let mut twin = db.connect();
     diesel::sql_query("BEGIN").execute(&mut twin).unwrap();
     diesel::sql_query(
-        "INSERT INTO idempotency_key (token_id, key, fingerprint, status, body) \
-         VALUES ($1, 'twin', sha256('x'), 201, '{}')",
+        "INSERT INTO idempotency_key (token_id, key, fingerprint, resource) \
+         VALUES ($1, 'twin', sha256('x'), '{}')",
     )
     .bind::<diesel::sql_types::Integer, _>(id)
     .execute(&mut twin)
@@ -301,8 +331,8 @@ fn a_key_older_than_24_hours_is_free_again_and_swept() {
 
     // The sweep removes the expired keys, and only those, in batches.
     diesel::sql_query(
-        "INSERT INTO idempotency_key (token_id, key, fingerprint, status, body, created_at) \
-         SELECT 1, 'expired-' || n, sha256('x'), 201, '{}', now() - interval '25 hours' \
+        "INSERT INTO idempotency_key (token_id, key, fingerprint, resource, created_at) \
+         SELECT 1, 'expired-' || n, sha256('x'), '{}', now() - interval '25 hours' \
          FROM generate_series(1, 2500) n",
     )
     .execute(&mut db.connect())
