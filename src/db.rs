@@ -1,8 +1,10 @@
 //! The request pool and [`run`], the one call that runs a query on it. The pool is opened by the
 //! start-up stage ([`crate::startup`]), once the schema is up to date.
 
+mod direct;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::CacheSize;
@@ -13,7 +15,7 @@ use rocket::tokio::task::spawn_blocking;
 use rocket::tokio::time::timeout;
 use rocket_sync_db_pools::r2d2::{self, ManageConnection};
 
-use crate::settings::Settings;
+use crate::settings::{PreparedStatements, Settings};
 
 /// The request pool: r2d2-pooled `PgConnection`s (rocket_sync_db_pools' r2d2, configured by its
 /// `Config`, `[default.databases.students]`), driven by [`run`].
@@ -47,7 +49,8 @@ impl Pool {
         let pool = &settings.pool.config;
         let manager = PgManager {
             manager: ConnectionManager::new(&pool.url),
-            statements: settings.service.statement_cache(),
+            statements: settings.service.prepared_statements,
+            targets: direct::targets(&pool.url),
         };
         let connections = r2d2::Pool::builder()
             .max_size(pool.pool_size)
@@ -194,8 +197,8 @@ fn explain_a_pooler_without_prepared_statements(err: &diesel::result::Error) {
         log::error!(
             "the database refused a prepared statement of this connection ({}): a transaction \
              pooler without prepared-statement support is in front of PostgreSQL. Set \
-             `prepared_statements = false` (ROCKET_PREPARED_STATEMENTS=false), or run PgBouncer \
-             1.21 or later with max_prepared_statements above 0",
+             `prepared_statements = \"auto\"` (the default) or false, or run PgBouncer 1.21 or \
+             later with max_prepared_statements above 0",
             info.message()
         );
     }
@@ -233,7 +236,49 @@ pub struct PgConn {
 /// diesel's r2d2 manager, handing out [`PgConn`]s with or without diesel's statement cache.
 pub struct PgManager {
     manager: ConnectionManager<PgConnection>,
-    statements: CacheSize,
+    statements: PreparedStatements,
+    /// Where the URL says PostgreSQL is, for [`PreparedStatements::Auto`].
+    targets: Option<Vec<(String, u16)>>,
+}
+
+impl PgManager {
+    /// Whether `conn` keeps diesel's prepared statements, as the setting says; with `auto`, as
+    /// the server says it was reached.
+    fn keeps_statements(&self, conn: &mut PgConnection) -> QueryResult<bool> {
+        let keep = match self.statements {
+            PreparedStatements::On => return Ok(true),
+            PreparedStatements::Off => return Ok(false),
+            PreparedStatements::Auto => {
+                let reached = direct::reached(conn)?;
+                let keep = direct::is_direct(reached, self.targets.as_deref());
+                explain_auto(keep, reached);
+                keep
+            }
+        };
+        Ok(keep)
+    }
+}
+
+/// Logs what `auto` chose, when it first chooses and whenever it chooses otherwise.
+fn explain_auto(keep: bool, reached: Option<(std::net::IpAddr, u16)>) {
+    static LAST: AtomicU8 = AtomicU8::new(0);
+    if LAST.swap(1 + u8::from(keep), Ordering::Relaxed) == 1 + u8::from(keep) {
+        return;
+    }
+    let at = reached.map_or("a Unix socket".to_owned(), |(addr, port)| {
+        format!("{addr}:{port}")
+    });
+    match keep {
+        true => log::info!(
+            "prepared statements kept: PostgreSQL was reached directly, at {at}, which the URL names"
+        ),
+        false => log::info!(
+            "prepared statements off: PostgreSQL was reached at {at}, which the URL does not name, \
+             so a pooler may be in between (prepared_statements = \"auto\"). Behind PgBouncer \
+             1.21 or later with max_prepared_statements above 0, or a TCP proxy, set \
+             prepared_statements = true"
+        ),
+    }
 }
 
 impl ManageConnection for PgManager {
@@ -242,7 +287,13 @@ impl ManageConnection for PgManager {
 
     fn connect(&self) -> Result<PgConn, Self::Error> {
         let mut conn = self.manager.connect()?;
-        conn.set_prepared_statement_cache_size(self.statements);
+        let keep = self
+            .keeps_statements(&mut conn)
+            .map_err(diesel_r2d2::Error::QueryError)?;
+        conn.set_prepared_statement_cache_size(match keep {
+            true => CacheSize::Unbounded,
+            false => CacheSize::Disabled,
+        });
         Ok(PgConn {
             conn,
             broken: false,

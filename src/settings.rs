@@ -15,7 +15,6 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use diesel::connection::CacheSize;
 use rocket::figment::providers::Serialized;
 use rocket::figment::{self, Figment};
 use rocket::serde::Deserialize;
@@ -116,25 +115,12 @@ pub struct ServiceSettings {
     /// How each request is logged.
     pub access_log: AccessLogFormat,
     /// Whether the request pool's connections keep diesel's prepared statements (named, cached
-    /// per connection). Off behind a transaction pooler without prepared-statement support
-    /// (PgBouncer before 1.21, or without `max_prepared_statements`), which hands a connection's
-    /// statements to whichever client comes next; diesel then sends every query unnamed, in one
-    /// round trip. The start-up's own connection never keeps them, since it may come through
-    /// the same URL; the `migrate` subcommands' direct connection always does.
-    pub prepared_statements: bool,
+    /// per connection). The start-up's own connection never keeps them, since it may come
+    /// through the same URL; the `migrate` subcommands' direct connection always does.
+    pub prepared_statements: PreparedStatements,
     /// Whether students can be read without a token. Writes always need one of scope
     /// `students`, and `/metrics` one of either scope; off, reads need a `students` one too.
     pub public_reads: bool,
-}
-
-impl ServiceSettings {
-    /// diesel's statement cache for connections made with the pool's URL.
-    pub fn statement_cache(&self) -> CacheSize {
-        match self.prepared_statements {
-            true => CacheSize::Unbounded,
-            false => CacheSize::Disabled,
-        }
-    }
 }
 
 /// What the migration engine waits for, as these settings say.
@@ -162,7 +148,7 @@ impl Default for ServiceSettings {
             database_wait: Seconds(30),
             shutdown_drain: Seconds(0),
             access_log: AccessLogFormat::Text,
-            prepared_statements: true,
+            prepared_statements: PreparedStatements::Auto,
             public_reads: true,
         }
     }
@@ -242,6 +228,65 @@ pub enum AccessLogFormat {
     /// One JSON object, with a request id: the client's `X-Request-Id` when it sent a usable one,
     /// a new UUID otherwise; either way echoed in the response's `X-Request-Id`.
     Json,
+}
+
+/// `prepared_statements`: whether the request pool keeps diesel's prepared statements.
+///
+/// diesel names a connection's statements `__diesel_stmt_0`, `__diesel_stmt_1`, ... in the order
+/// it first runs them, so every connection uses the same names for different queries. Behind a
+/// transaction pooler that does not carry prepared statements (PgBouncer before 1.21, or without
+/// `max_prepared_statements`), a name one client prepared can be run by another, and a query
+/// other than the one asked for runs: wrong answers, not only errors. No question to the server
+/// tells such a pooler from one that carries statements, so `auto` keeps them only where none
+/// can be in between.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PreparedStatements {
+    /// Kept on the connections whose server says it was reached at an address and port the URL
+    /// names (nothing in between); off on any other (a pooler, a TCP proxy, NAT, a Unix socket).
+    #[default]
+    Auto,
+    /// Kept: direct connections, and poolers that carry them (PgBouncer 1.21 or later with
+    /// `max_prepared_statements` above 0) or pass sessions through whole (session pooling, TCP
+    /// proxies such as HAProxy).
+    On,
+    /// Never kept: diesel sends every query unnamed, parsed and run in one round trip.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for PreparedStatements {
+    fn deserialize<D: rocket::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl rocket::serde::de::Visitor<'_> for Visitor {
+            type Value = PreparedStatements;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+
+            fn visit_bool<E>(self, on: bool) -> Result<PreparedStatements, E> {
+                Ok(match on {
+                    true => PreparedStatements::On,
+                    false => PreparedStatements::Off,
+                })
+            }
+
+            fn visit_str<E: rocket::serde::de::Error>(
+                self,
+                text: &str,
+            ) -> Result<PreparedStatements, E> {
+                match text {
+                    "auto" => Ok(PreparedStatements::Auto),
+                    "true" => Ok(PreparedStatements::On),
+                    "false" => Ok(PreparedStatements::Off),
+                    _ => Err(E::invalid_value(
+                        rocket::serde::de::Unexpected::Str(text),
+                        &self,
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// An invalid setting, said in one line that names the key and the value.

@@ -1,7 +1,9 @@
 //! The request pool through a real PgBouncer in transaction pooling mode, with fewer server
-//! connections than the pool has: with `prepared_statements = false` every endpoint, `/ready`,
-//! `/metrics` and concurrent writers work, and a restart of PgBouncer under write load costs only
-//! fast 503s; with diesel's prepared statements kept (the negative control) the same load fails.
+//! connections than the pool has, with the default settings: `prepared_statements = "auto"` sees
+//! that the server was not reached at the URL's address and turns diesel's prepared statements
+//! off, so every endpoint, `/ready`, `/metrics` and concurrent writers work (every read of an
+//! existing row finds it), and a restart of PgBouncer under write load costs only fast 503s. With
+//! the statements kept (`true`, the negative control) the same load fails.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,13 +28,13 @@ use crate::process::{self, Service};
 const POOL_SIZE: u32 = 2 * SERVER_CONNECTIONS;
 
 /// The service's configuration through `bouncer`, as a fleet runs it: migrated beforehand over
-/// the direct URL, the request pool through the pooler without prepared statements.
+/// the direct URL, the request pool through the pooler, `prepared_statements` left to its
+/// default.
 fn through(db: &TestDb, bouncer: &PgBouncer) -> Figment {
     figment(db)
         .merge(("databases.students.url", bouncer.url()))
         .merge(("databases.students.pool_size", POOL_SIZE))
         .merge(("migrate_on_start", false))
-        .merge(("prepared_statements", false))
 }
 
 #[test]
@@ -175,32 +177,64 @@ fn missing_writes(db: &TestDb, acknowledged: &HashMap<i32, (String, String)>) ->
         .collect()
 }
 
-/// A replica of the binary through `bouncer`, with as many blocking threads as connections.
-fn replica(bouncer: &PgBouncer, prepared_statements: bool, pool_timeout: u64) -> Service {
+/// A replica of the binary through `bouncer`, with as many blocking threads as connections, and
+/// `prepared_statements` as given (`None`: the default).
+fn replica(bouncer: &PgBouncer, prepared_statements: Option<bool>, pool_timeout: u64) -> Service {
     let databases = format!("{{students={{pool_size={POOL_SIZE},timeout={pool_timeout}}}}}");
-    let mut service = Service::start_with(
-        bouncer.url(),
-        &[
-            ("ROCKET_MIGRATE_ON_START", "false"),
-            ("ROCKET_DATABASES", &databases),
-            ("ROCKET_MAX_BLOCKING", &POOL_SIZE.to_string()),
-            (
-                "ROCKET_PREPARED_STATEMENTS",
-                &prepared_statements.to_string(),
-            ),
-            // Errors only: a captured log that nobody reads until the end must not fill up.
-            ("ROCKET_LOG_LEVEL", "critical"),
-        ],
-    );
+    let pool_size = POOL_SIZE.to_string();
+    let mut env = vec![
+        ("ROCKET_MIGRATE_ON_START", "false"),
+        ("ROCKET_DATABASES", databases.as_str()),
+        ("ROCKET_MAX_BLOCKING", pool_size.as_str()),
+        // Errors only: a captured log that nobody reads until the end must not fill up.
+        ("ROCKET_LOG_LEVEL", "critical"),
+    ];
+    let kept = prepared_statements.map(|on| on.to_string());
+    if let Some(kept) = &kept {
+        env.push(("ROCKET_PREPARED_STATEMENTS", kept.as_str()));
+    }
+    let mut service = Service::start_with(bouncer.url(), &env);
     service.wait_until_serving("/health").unwrap();
     service
+}
+
+/// What `prepared_statements = "auto"` decided for a replica whose request pool uses `url`, from
+/// the line it logs.
+fn auto_decision(url: &str) -> String {
+    let mut service = Service::start_with(
+        url,
+        &[
+            ("ROCKET_MIGRATE_ON_START", "false"),
+            ("ROCKET_LOG_LEVEL", "normal"),
+        ],
+    );
+    service.wait_until_serving("/students").unwrap();
+    let log = service.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("prepared statements "));
+    line.unwrap_or_else(|| panic!("no decision logged:\n{log}"))
+        .to_owned()
+}
+
+#[test]
+fn auto_keeps_prepared_statements_direct_and_turns_them_off_through_pgbouncer() {
+    let db = TestDb::migrated();
+    let bouncer = PgBouncer::start(&db);
+
+    let direct = auto_decision(db.url());
+    let pooled = auto_decision(bouncer.url());
+
+    assert!(direct.contains("prepared statements kept"), "{direct}");
+    assert!(pooled.contains("prepared statements off"), "{pooled}");
+    assert!(pooled.contains("prepared_statements = true"), "{pooled}");
 }
 
 #[test]
 fn concurrent_writers_through_pgbouncer_are_all_answered_and_all_stored() {
     let db = TestDb::migrated();
     let bouncer = PgBouncer::start(&db);
-    let service = replica(&bouncer, false, 3);
+    let service = replica(&bouncer, None, 3);
 
     let answers = mixed_load(service.port, &token_of(db.url()), 16, 60);
 
@@ -234,7 +268,7 @@ fn concurrent_writers_through_pgbouncer_are_all_answered_and_all_stored() {
 fn with_prepared_statements_kept_the_same_load_through_pgbouncer_fails_and_the_log_says_why() {
     let db = TestDb::migrated();
     let bouncer = PgBouncer::start(&db);
-    let service = replica(&bouncer, true, 3);
+    let service = replica(&bouncer, Some(true), 3);
 
     let answers = mixed_load(service.port, &token_of(db.url()), 16, 60);
 
@@ -246,7 +280,7 @@ fn with_prepared_statements_kept_the_same_load_through_pgbouncer_fails_and_the_l
         .matches("a transaction pooler without prepared-statement support")
         .count();
     assert_eq!(explanations, 1, "{log}");
-    assert!(log.contains("prepared_statements = false"), "{log}");
+    assert!(log.contains("prepared_statements = \"auto\""), "{log}");
     assert!(log.contains("max_prepared_statements"), "{log}");
 }
 
@@ -263,7 +297,7 @@ struct Write {
 fn a_pgbouncer_restart_under_write_load_costs_only_fast_503s_and_no_acknowledged_write() {
     let db = TestDb::migrated();
     let mut bouncer = PgBouncer::start(&db);
-    let service = replica(&bouncer, false, POOL_TIMEOUT_SECS);
+    let service = replica(&bouncer, None, POOL_TIMEOUT_SECS);
     let port = service.port;
     let token = token_of(db.url());
     let stop = Arc::new(AtomicBool::new(false));

@@ -13,7 +13,7 @@ fn ignition_refuses_an_invalid_value_of_any_service_setting_and_accepts_a_valid_
         ("database_wait", "soon".into(), 1.into()),
         ("shutdown_drain", 1.5.into(), 0.into()),
         ("access_log", "xml".into(), "json".into()),
-        ("prepared_statements", "maybe".into(), false.into()),
+        ("prepared_statements", "maybe".into(), "auto".into()),
         ("databases.students.min_idle", "all".into(), 2.into()),
     ];
     for (key, invalid, valid) in cases {
