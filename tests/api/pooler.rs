@@ -1,6 +1,7 @@
-//! A real PgBouncer (Debian's `pgbouncer` package) in front of a test database, in transaction
-//! pooling mode with fewer server connections than the service's pool: what the fleet topology
-//! puts between the request pool and PostgreSQL.
+//! A real PgBouncer in front of a test database, in transaction pooling mode with fewer server
+//! connections than the service's pool: what the fleet topology puts between the request pool and
+//! PostgreSQL. Debian 12's (1.18), or with `PGBOUNCER_ROOT` Debian 13's (1.24, through chroot,
+//! with `max_prepared_statements`: scripts/pgbouncer-root.sh).
 
 use std::fs;
 use std::net::TcpStream;
@@ -14,6 +15,13 @@ use crate::process::free_port;
 /// Server connections PgBouncer opens to PostgreSQL per database and user: fewer than the
 /// service's pool, so that transactions of one client connection land on several server ones.
 pub const SERVER_CONNECTIONS: u32 = 2;
+
+/// Whether the PgBouncer these tests start carries prepared statements through transaction
+/// pooling: 1.24 from `PGBOUNCER_ROOT` does, with `max_prepared_statements`; Debian 12's 1.18
+/// cannot.
+pub fn carries_statements() -> bool {
+    std::env::var_os("PGBOUNCER_ROOT").is_some_and(|root| !root.is_empty())
+}
 
 /// PgBouncer on a free loopback port, stopped by its own pid when dropped (the script execs it);
 /// its configuration and log in a folder of its own, removed with it.
@@ -95,5 +103,10 @@ impl Drop for PgBouncer {
     fn drop(&mut self) {
         self.kill();
         let _ = fs::remove_dir_all(&self.dir);
+        // scripts/pgbouncer.sh writes the configuration inside the root when there is one.
+        if let (Some(root), Some(name)) = (std::env::var_os("PGBOUNCER_ROOT"), self.dir.file_name())
+        {
+            let _ = fs::remove_dir_all(PathBuf::from(root).join("tmp").join(name));
+        }
     }
 }
