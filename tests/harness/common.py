@@ -73,14 +73,14 @@ def wait_ready(port, seconds):
     raise RuntimeError(f"the service on 127.0.0.1:{port} was not ready within {seconds} s")
 
 
-def migrate(binary, database_url, *args, log=None):
-    """Runs `students-api migrate ARGS`; its output lines, each passed to `log` too when given.
-    Raises when it exits non-zero."""
+def migrate(binary, database_url, *args, log=None, env=None):
+    """Runs `students-api migrate ARGS`, with `env` added to its environment; its output lines,
+    each passed to `log` too when given. Raises when it exits non-zero."""
     if log:
         log(f"$ students-api migrate {' '.join(args)}")
     done = subprocess.run(
         [binary, "migrate", *args],
-        env=dict(os.environ, DATABASE_URL=database_url),
+        env=dict(os.environ, **(env or {}), DATABASE_URL=database_url),
         capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
     )
     lines = (done.stdout + done.stderr).splitlines()
@@ -93,11 +93,11 @@ def migrate(binary, database_url, *args, log=None):
     return lines
 
 
-def create_token(binary, database_url, name):
+def create_token(binary, database_url, name, env=None):
     """A new token of scope `students`, from `students-api token create`, which prints it last."""
     done = subprocess.run(
         [binary, "token", "create", name],
-        env=dict(os.environ, DATABASE_URL=database_url),
+        env=dict(os.environ, **(env or {}), DATABASE_URL=database_url),
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     if done.returncode != 0:

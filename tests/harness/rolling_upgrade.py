@@ -15,7 +15,9 @@ students):
      send `enrolled_on` too;
   3. `migrate run` applies the post-deploy migrations under the new binary: the partial index, the
      batched backfill, which gets SIGKILL once it has logged progress, then, run again, the rest of
-     the backfill and the contract steps (CHECK NOT VALID, VALIDATE, SET NOT NULL).
+     the backfill and the contract steps (CHECK NOT VALID, VALIDATE, SET NOT NULL);
+  4. with --next, the release after it does the same in turn: `migrate run --skip-post-deploy`,
+     every replica replaced with it, `migrate run`.
 
 It passes when clients saw no answer but 2xx and no connection error, no request took longer than
 --latency-bound, every acknowledged write is in the table as acknowledged (`enrolled_on`
@@ -354,15 +356,25 @@ def missing_writes(url, acknowledged):
     return problems
 
 
+# Each binary's own Rocket.toml, as each release ships with the configuration it reads: an older
+# binary may not read a newer file (a setting's type changed, say).
+CONFIGS = {}
+
+
+def own_config(binary):
+    return {"ROCKET_CONFIG": CONFIGS[binary]} if binary in CONFIGS else {}
+
+
 def bearer(binary, url):
     """The header of a new token, made as an operator would, with `students-api token create`."""
     log("$ students-api token create rolling-upgrade")
-    return {"Authorization": f"Bearer {common.create_token(binary, url, 'rolling-upgrade')}"}
+    token = common.create_token(binary, url, "rolling-upgrade", env=own_config(binary))
+    return {"Authorization": f"Bearer {token}"}
 
 
 def migrate(binary, url, *args):
     """Runs `students-api migrate ARGS`, logged; its output lines."""
-    return common.migrate(binary, url, *args, log=log)
+    return common.migrate(binary, url, *args, log=log, env=own_config(binary))
 
 
 def migrate_killed_mid_backfill(binary, url, timeout=120):
@@ -371,7 +383,7 @@ def migrate_killed_mid_backfill(binary, url, timeout=120):
     log("$ students-api migrate run   # SIGKILL once the backfill has logged progress")
     proc = subprocess.Popen(
         [binary, "migrate", "run"],
-        env=dict(os.environ, DATABASE_URL=url),
+        env=dict(os.environ, **own_config(binary), DATABASE_URL=url),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -446,6 +458,8 @@ def main():
     parser.add_argument("--old-config", required=True, help="its Rocket.toml")
     parser.add_argument("--new", required=True, help="the binary rolled out")
     parser.add_argument("--new-config", required=True, help="its Rocket.toml")
+    parser.add_argument("--next", help="the release after it, rolled out once it has finished")
+    parser.add_argument("--next-config", help="its Rocket.toml")
     parser.add_argument("--workdir", required=True, help="logs and HAProxy's configuration")
     parser.add_argument("--negative-control", action="store_true")
     parser.add_argument("--workers", type=int, default=6)
@@ -473,9 +487,13 @@ def main():
         pooled = bouncer.url(database)
         log(f"PgBouncer (transaction pooling, 2 server connections) on 127.0.0.1:{bouncer.port}")
         # The negative control serves with this binary, whose /ready sees the drift.
+        CONFIGS.update({args.old: args.old_config, args.new: args.new_config})
+        if args.next:
+            CONFIGS[args.next] = args.next_config
         first, first_config = args.old, args.old_config
         if args.negative_control:
-            first, first_config = args.new, args.new_config
+            first, first_config = (args.next, args.next_config) if args.next else (
+                args.new, args.new_config)
         migrate(first, url, "run")
         if not args.negative_control:
             seeded = seed(url, args.rows)
@@ -524,6 +542,14 @@ def main():
                                        {"first_name": "No", "last_name": "Token", "major": "X"})
             if anonymous[0] != 401:
                 load.fail(f"a write without a token through the new replicas: {anonymous[0]}")
+            if args.next:
+                # The next release's expand steps wait for this one's contract steps, done now.
+                log("the next release: its migrations, then every replica replaced again")
+                migrate(args.next, url, "run", "--skip-post-deploy")
+                time.sleep(1)
+                roll(replicas, haproxy, load, args.next, args.next_config, pooled, args.drain)
+                migrate(args.next, url, "run")
+                time.sleep(2)
         load.finish()
     finally:
         if load is not None:
