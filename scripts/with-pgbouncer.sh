@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs a command with DATABASE_URL pointing through a PgBouncer of its own (scripts/pgbouncer.sh:
 # transaction pooling, in front of the server DATABASE_URL names, same role, password and
-# database), and with ROCKET_PREPARED_STATEMENTS=false and ROCKET_MIGRATE_ON_START=false, as a
-# replica behind a pooler runs; PgBouncer stops with the command.
+# database), and with ROCKET_MIGRATE_ON_START=false and ROCKET_PREPARED_STATEMENTS=false (unless
+# set), as a replica behind a pooler runs; PgBouncer stops with the command. PGBOUNCER_ROOT
+# (scripts/pgbouncer-root.sh) runs Debian 13's PgBouncer 1.24, which carries prepared statements:
+# set ROCKET_PREPARED_STATEMENTS=true with it.
 #
 #   DATABASE_URL=postgres://user1:password1@127.0.0.1:5439/database1 \
 #     scripts/with-pgbouncer.sh target/release/students-api
@@ -22,7 +24,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop_process "$command_pid"
   stop_process "$bouncer"
-  rm -rf "$work"
+  rm -rf "$work" "${PGBOUNCER_ROOT:+$PGBOUNCER_ROOT/tmp/$(basename "$work")}"
   exit "$status"
 }
 trap cleanup EXIT
@@ -41,6 +43,6 @@ port_in_use "$listen" || die "pgbouncer did not listen on 127.0.0.1:$listen"
 
 pg_parse_url "$DATABASE_URL"
 DATABASE_URL="postgres://$PG_URL_USER:$PG_URL_PASSWORD@127.0.0.1:$listen/$PG_URL_PATH" \
-  ROCKET_PREPARED_STATEMENTS=false ROCKET_MIGRATE_ON_START=false "$@" &
+  ROCKET_PREPARED_STATEMENTS=${ROCKET_PREPARED_STATEMENTS:-false} ROCKET_MIGRATE_ON_START=false "$@" &
 command_pid=$!
 wait "$command_pid"
