@@ -4,8 +4,9 @@ HAProxy: run by scripts/rolling-upgrade.sh, which builds the two binaries and gi
 
 Three replicas of the previous binary serve behind HAProxy, which sends traffic only to replicas
 whose /ready answers 200. Every replica reaches PostgreSQL through PgBouncer in transaction
-pooling mode, with `prepared_statements = false`, as in the Kubernetes topology; migrations go
-direct. The table starts with --rows students created over the past years. Under constant mixed
+pooling mode, as in the Kubernetes topology: with PGBOUNCER_ROOT, Debian 13's 1.24 with
+`max_prepared_statements` and `prepared_statements = true`; otherwise Debian 12's 1.18 with
+`prepared_statements = false`. Migrations go direct. The table starts with --rows students created over the past years. Under constant mixed
 load with a token (pages anywhere in the table, reads, new students, PATCHes of old and new
 students):
 
@@ -306,7 +307,7 @@ def roll(replicas, haproxy, load, binary, config, pooled, drain):
             load.fail(f"{replica.name}: the old binary exited {status} on SIGTERM")
         if not saw_down.is_set():
             load.fail(f"{replica.name}: HAProxy did not take it out while it drained")
-        replica.start("new", binary, config, pooled, ROCKET_PREPARED_STATEMENTS="false")
+        replica.start("new", binary, config, pooled, ROCKET_PREPARED_STATEMENTS=STATEMENTS)
         haproxy.wait_for(replica.name, "UP", 30)
         log(f"{replica.name}: the new binary is UP")
 
@@ -355,6 +356,11 @@ def missing_writes(url, acknowledged):
         problems += column_problems(url, column, values)
     return problems
 
+
+# With PGBOUNCER_ROOT (scripts/pgbouncer-root.sh) the replicas go through PgBouncer 1.24 with
+# max_prepared_statements, and keep diesel's prepared statements, as the Kubernetes Deployment
+# does; through Debian 12's 1.18 they cannot.
+STATEMENTS = "true" if os.environ.get("PGBOUNCER_ROOT") else "false"
 
 # Each binary's own Rocket.toml, as each release ships with the configuration it reads: an older
 # binary may not read a newer file (a setting's type changed, say).
@@ -481,11 +487,13 @@ def main():
     stayed_ready = []
     seeded, left_at_kill, rerun_lines = 0, 0, []
     try:
-        # Request pools go through PgBouncer in transaction mode, without prepared statements, as
-        # in the Kubernetes topology; migrations and tokens over the direct URL.
+        # Request pools go through PgBouncer in transaction mode, as in the Kubernetes topology;
+        # migrations and tokens over the direct URL.
         bouncer = PgBouncer(server_url, tempfile.mkdtemp(prefix="rolling-pgbouncer-"))
         pooled = bouncer.url(database)
-        log(f"PgBouncer (transaction pooling, 2 server connections) on 127.0.0.1:{bouncer.port}")
+        version = "1.24, statements kept" if STATEMENTS == "true" else "1.18, statements off"
+        log(f"PgBouncer {version} (transaction pooling, 2 server connections) "
+            f"on 127.0.0.1:{bouncer.port}")
         # The negative control serves with this binary, whose /ready sees the drift.
         CONFIGS.update({args.old: args.old_config, args.new: args.new_config})
         if args.next:
@@ -501,7 +509,7 @@ def main():
             Replica(f"r{n}", free_port(), args.workdir, args.drain) for n in (1, 2, 3)
         ]
         for replica in replicas:
-            replica.start("old", first, first_config, pooled, ROCKET_PREPARED_STATEMENTS="false")
+            replica.start("old", first, first_config, pooled, ROCKET_PREPARED_STATEMENTS=STATEMENTS)
         haproxy = Haproxy(replicas, args.workdir)
         for replica in replicas:
             haproxy.wait_for(replica.name, "UP", 60)
