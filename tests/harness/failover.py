@@ -118,6 +118,8 @@ class Cluster:
             "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-cluster", f"etcd0=http://127.0.0.1:{self.etcd_peer}",
+            # Patroni's `etcd:` (v2) client: deploy/patroni/patroni.yml says why not etcd3.
+            "--enable-v2=true",
         ])
         wait_for(lambda: port_open(self.etcd_port), 30, "etcd listening")
         # The first member bootstraps and leads; the second then clones it.
