@@ -2,13 +2,30 @@
 # Shared by the scripts in this folder: find PostgreSQL's server binaries and run a cluster as an
 # unprivileged user (PostgreSQL refuses to run as root). Source it; it defines functions only,
 # and sources lib.sh for the rest.
+#
+# PG_ROOT: a Debian 13 root holding postgresql-17 (scripts/debian13-root.sh), whose server runs
+# instead of this machine's, through chroot as the root's own postgres account. Its clusters must
+# then live inside the root; the functions take this machine's paths and translate them.
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Sets PG_BIN to the folder holding initdb and pg_ctl.
+# $1, a path of this machine inside PG_ROOT, as the commands run in the root see it.
+pg_in() {
+  echo "${1#"${PG_ROOT:-}"}"
+}
+
+# Sets PG_BIN to the folder holding initdb and pg_ctl (inside PG_ROOT when it is set).
 pg_find_bin() {
   local candidate
+  if [ -n "${PG_ROOT:-}" ]; then
+    for candidate in "$PG_ROOT"/usr/lib/postgresql/*/bin; do
+      [ -x "$candidate/initdb" ] && PG_BIN=$(pg_in "$candidate")
+    done
+    [ -n "${PG_BIN:-}" ] || die "no PostgreSQL server in $PG_ROOT: run scripts/debian13-root.sh"
+    [ "$(id -u)" -eq 0 ] || die "PG_ROOT needs root (chroot)"
+    return 0
+  fi
   for candidate in \
     "${PG_BIN:-}" \
     "$(pg_config --bindir 2>/dev/null || true)" \
@@ -27,6 +44,11 @@ pg_find_bin() {
 # Sets PG_USER: who runs the server. Ourselves, unless we are root; then PG_RUN_AS, the
 # `postgres` account the Debian packages create, or `nobody`.
 pg_pick_user() {
+  if [ -n "${PG_ROOT:-}" ]; then
+    # The root's own account, whose ids differ from this machine's.
+    PG_USER=$(chroot "$PG_ROOT" id -u postgres):$(chroot "$PG_ROOT" id -g postgres)
+    return 0
+  fi
   if [ "$(id -u)" -ne 0 ]; then
     PG_USER=$(id -un)
   elif [ -n "${PG_RUN_AS:-}" ]; then
@@ -38,9 +60,11 @@ pg_pick_user() {
   fi
 }
 
-# Runs a command as PG_USER.
+# Runs a command as PG_USER (in PG_ROOT, when it is set: paths then as pg_in gives them).
 pg_as_user() {
-  if [ "$(id -u)" -eq 0 ] && [ "$PG_USER" != root ]; then
+  if [ -n "${PG_ROOT:-}" ]; then
+    chroot --userspec="$PG_USER" "$PG_ROOT" "$@"
+  elif [ "$(id -u)" -eq 0 ] && [ "$PG_USER" != root ]; then
     if command -v runuser >/dev/null 2>&1; then
       runuser -u "$PG_USER" -- "$@"
     else
@@ -59,7 +83,7 @@ pg_prepare_dir() {
     chown "$PG_USER" "$dir"
   fi
   chmod 700 "$dir"
-  pg_as_user test -w "$dir" ||
+  pg_as_user test -w "$(pg_in "$dir")" ||
     die "$PG_USER cannot write to $dir (a parent folder is closed to it, as /root is).
   Clone the project somewhere $PG_USER can reach, or set PG_RUN_AS to another account."
 }
@@ -67,10 +91,10 @@ pg_prepare_dir() {
 # initdb $1 with a superuser $2 whose password is $3, reachable over TCP on loopback only.
 pg_init_cluster() {
   local dir=$1 user=$2 password=$3 pwfile
-  pwfile=$(mktemp)
+  pwfile=$(mktemp "${PG_ROOT:+$PG_ROOT/tmp/}pwfile.XXXXXX")
   printf '%s\n' "$password" >"$pwfile"
   chmod 644 "$pwfile"
-  pg_as_user "$PG_BIN/initdb" --pgdata="$dir" --username="$user" --pwfile="$pwfile" \
+  pg_as_user "$PG_BIN/initdb" --pgdata="$(pg_in "$dir")" --username="$user" --pwfile="$(pg_in "$pwfile")" \
     --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 || {
     rm -f "$pwfile"
     cat "$dir.initdb.log" >&2
@@ -84,7 +108,7 @@ pg_init_cluster() {
 # No Unix socket: its default folder is not writable by ordinary users.
 pg_start_cluster() {
   local dir=$1 port=$2
-  pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --log="$dir/server.log" --wait --timeout=60 \
+  pg_as_user "$PG_BIN/pg_ctl" --pgdata="$(pg_in "$dir")" --log="$(pg_in "$dir")/server.log" --wait --timeout=60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
     start >/dev/null
 }
@@ -134,7 +158,7 @@ pg_log_tail() {
 
 pg_stop_cluster() {
   local dir=$1 mode=${2:-fast}
-  pg_as_user "$PG_BIN/pg_ctl" --pgdata="$dir" --mode="$mode" --wait stop >/dev/null 2>&1
+  pg_as_user "$PG_BIN/pg_ctl" --pgdata="$(pg_in "$dir")" --mode="$mode" --wait stop >/dev/null 2>&1
 }
 
 # Starts target/debug/students-api (built first) on a new database named $1 on the server

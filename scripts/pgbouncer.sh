@@ -9,7 +9,7 @@
 #
 # PGBOUNCER_POOL_SIZE: server connections per database and role (default 2, fewer than the
 # service's pool, so that one client's transactions land on several server connections).
-# PGBOUNCER_ROOT: a Debian 13 root (scripts/pgbouncer-root.sh) whose PgBouncer 1.24 runs instead
+# PGBOUNCER_ROOT: a Debian 13 root (scripts/debian13-root.sh) whose PgBouncer 1.24 runs instead
 # of this machine's, through chroot, with max_prepared_statements = 200 (1.18 refuses the key);
 # DIR is then made inside the root, where PgBouncer can read it.
 set -euo pipefail
@@ -18,11 +18,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/pg-lib.sh"
 
 [ $# -eq 3 ] || die "usage: $0 SERVER_URL LISTEN_PORT DIR"
+# Which PostgreSQL it pools does not matter here: this machine's accounts run this machine's PgBouncer.
+unset PG_ROOT
 url=$1 listen=$2 dir=$3
 chrooted=${PGBOUNCER_ROOT:-}
 extra=
 if [ -n "$chrooted" ]; then
-  [ -x "$chrooted/usr/sbin/pgbouncer" ] || die "no PgBouncer in $chrooted: run scripts/pgbouncer-root.sh"
+  [ -x "$chrooted/usr/sbin/pgbouncer" ] || die "no PgBouncer in $chrooted: run scripts/debian13-root.sh"
   [ "$(id -u)" -eq 0 ] || die "PGBOUNCER_ROOT needs root (chroot)"
   # Paths as PgBouncer sees them, inside the root.
   inside=/tmp/$(basename "$dir")

@@ -11,7 +11,7 @@
 #
 #   scripts/rolling-upgrade.sh                      # both, against a throwaway PostgreSQL
 #   scripts/rolling-upgrade.sh --negative-control   # the control only
-#   PGBOUNCER_ROOT=$(scripts/pgbouncer-root.sh) scripts/rolling-upgrade.sh
+#   PGBOUNCER_ROOT=$(scripts/debian13-root.sh) scripts/rolling-upgrade.sh
 #                     # through PgBouncer 1.24 with prepared statements kept, as CI runs it
 #
 # The previous release is the commit before the one that added the expand migration, and the

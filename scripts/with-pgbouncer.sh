@@ -3,7 +3,7 @@
 # transaction pooling, in front of the server DATABASE_URL names, same role, password and
 # database), and with ROCKET_MIGRATE_ON_START=false and ROCKET_PREPARED_STATEMENTS=false (unless
 # set), as a replica behind a pooler runs; PgBouncer stops with the command. PGBOUNCER_ROOT
-# (scripts/pgbouncer-root.sh) runs Debian 13's PgBouncer 1.24, which carries prepared statements:
+# (scripts/debian13-root.sh) runs Debian 13's PgBouncer 1.24, which carries prepared statements:
 # set ROCKET_PREPARED_STATEMENTS=true with it.
 #
 #   DATABASE_URL=postgres://user1:password1@127.0.0.1:5439/database1 \

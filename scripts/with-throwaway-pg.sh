@@ -4,6 +4,7 @@
 # fails or is interrupted. With DATABASE_URL already set, runs the command against that server.
 #
 #   scripts/with-throwaway-pg.sh cargo test
+#   PG_ROOT=$(scripts/debian13-root.sh) scripts/with-throwaway-pg.sh cargo test   # PostgreSQL 17
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +20,9 @@ fi
 pg_find_bin
 pg_pick_user
 
-workdir=$(mktemp -d "${TMPDIR:-/tmp}/students-pg.XXXXXX")
+parent=${TMPDIR:-/tmp}
+[ -z "${PG_ROOT:-}" ] || parent=$PG_ROOT/tmp # where the server that runs there can reach it
+workdir=$(mktemp -d "$parent/students-pg.XXXXXX")
 chmod 755 "$workdir"
 cleanup() {
   local status=$?
@@ -41,5 +44,6 @@ pg_init_cluster "$workdir/data" postgres "$password"
 pg_start_on_free_port "$workdir/data"
 
 export DATABASE_URL="postgres://postgres:$password@127.0.0.1:$PG_PORT/postgres"
-echo "Throwaway PostgreSQL on 127.0.0.1:$PG_PORT (removed afterwards)" >&2
+version=$(pg_as_user "$PG_BIN/postgres" --version 2>/dev/null | awk '{print $3}' || true)
+echo "Throwaway PostgreSQL ${version:-} on 127.0.0.1:$PG_PORT (removed afterwards)" >&2
 "$@"

@@ -5,7 +5,7 @@
 //! existing row finds it), and a restart of PgBouncer under write load costs only fast 503s. With
 //! the statements kept (`true`, the negative control) the same load fails.
 //!
-//! With `PGBOUNCER_ROOT` (scripts/pgbouncer-root.sh) they run against PgBouncer 1.24 with
+//! With `PGBOUNCER_ROOT` (scripts/debian13-root.sh) they run against PgBouncer 1.24 with
 //! `max_prepared_statements` instead, and with the statements kept (`true`), as the docs advise
 //! for it; the same load then succeeds.
 

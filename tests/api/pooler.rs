@@ -1,7 +1,7 @@
 //! A real PgBouncer in front of a test database, in transaction pooling mode with fewer server
 //! connections than the service's pool: what the fleet topology puts between the request pool and
 //! PostgreSQL. Debian 12's (1.18), or with `PGBOUNCER_ROOT` Debian 13's (1.24, through chroot,
-//! with `max_prepared_statements`: scripts/pgbouncer-root.sh).
+//! with `max_prepared_statements`: scripts/debian13-root.sh).
 
 use std::fs;
 use std::net::TcpStream;

@@ -357,7 +357,7 @@ def missing_writes(url, acknowledged):
     return problems
 
 
-# With PGBOUNCER_ROOT (scripts/pgbouncer-root.sh) the replicas go through PgBouncer 1.24 with
+# With PGBOUNCER_ROOT (scripts/debian13-root.sh) the replicas go through PgBouncer 1.24 with
 # max_prepared_statements, and keep diesel's prepared statements, as the Kubernetes Deployment
 # does; through Debian 12's 1.18 they cannot.
 STATEMENTS = "true" if os.environ.get("PGBOUNCER_ROOT") else "false"
