@@ -73,7 +73,7 @@ done
 case $CASE in
   post) cat bench/report.lua bench/post.lua >"$work/script.lua" ;;
   keyed) cat bench/report.lua bench/post.lua >"$work/script.lua"
-    cat bench/report.lua bench/post-keyed.lua >"$work/keyed.lua" ;;
+    cat bench/report.lua bench/post-keyed.lua bench/post.lua >"$work/keyed.lua" ;;
   page) cp bench/report.lua "$work/script.lua" ;;
 esac
 for port in "${ports[@]}"; do
